@@ -1,0 +1,1 @@
+//! `playlists-actors`: the control plane and HTTP front end of the playlists LL-HLS server.

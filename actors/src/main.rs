@@ -1,0 +1,2 @@
+//! The `playlists` binary.
+fn main() {}

@@ -1,0 +1,3 @@
+//! chunk cache (in progress)
+/// Placeholder.
+pub struct ChunkCache;

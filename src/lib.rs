@@ -1,0 +1,43 @@
+//! `playlists`: the data plane of a Low-Latency HLS origin.
+//!
+//! Encoders push fragmented MP4; every complete fragment becomes one LL-HLS part. This crate holds what players
+//! read, in shared per-stream rings that readers reach without going through the stream's writer:
+//! the parts and segments, the rendered playlists (plain and gzip, full and delta), and the init segment. It also
+//! renders the playlists and splits fMP4. It knows nothing of HTTP or actors; the `playlists-actors` crate builds
+//! the server on top of it.
+//!
+//! # Layout
+//!
+//! - [`options`]: window sizes, target duration, limits; validated once.
+//! - [`stream_id`]: [`StreamId`], a stream's name, parsed at the edge.
+//! - [`position`]: [`Position`] `(msn, part)`, the stream's [`Edge`], and the delivery directives
+//!   (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) parsed into a [`PlaylistRequest`] that decides ready / wait / reject.
+//! - [`chunk_cache`]: [`ChunkCache`], per-stream rings of part slots (one lock per slot, generation-checked).
+//! - [`m3u8_cache`]: [`M3u8Cache`], per-stream rings of rendered playlist versions and the init segment.
+//! - [`manifest`]: [`M3u8Manifest`], segment/part rollover and LL-HLS rendering as a pure function of its state.
+//! - [`playlists`]: [`Playlists`], which ties the caches together, tracks live streams and owns each stream's
+//!   position watch that wakes held requests.
+//! - [`fmp4`]: an incremental, zero-copy ISO-BMFF splitter: init segments, fragments, durations, codecs.
+//! - [`error`]: the crate's one [`Error`].
+//!
+//! Writes to one stream are serialized by its owner (the stream actor in the server); reads never block on a
+//! writer for longer than a `Bytes` clone, and unrelated streams never contend.
+
+pub mod chunk_cache;
+pub mod error;
+pub mod fmp4;
+pub mod m3u8_cache;
+pub mod manifest;
+pub mod options;
+pub mod playlists;
+pub mod position;
+pub mod stream_id;
+
+pub use chunk_cache::ChunkCache;
+pub use error::{Error, Result};
+pub use m3u8_cache::M3u8Cache;
+pub use manifest::M3u8Manifest;
+pub use options::Options;
+pub use playlists::Playlists;
+pub use position::{Decision, Edge, PlaylistRequest, Position, Skip, Want};
+pub use stream_id::StreamId;

@@ -1,0 +1,3 @@
+//! manifest (in progress)
+/// Placeholder.
+pub struct M3u8Manifest;

@@ -1,0 +1,3 @@
+//! playlists (in progress)
+/// Placeholder.
+pub struct Playlists;
