@@ -1,3 +1,228 @@
-//! m3u8 cache (in progress)
-/// Placeholder.
-pub struct M3u8Cache;
+//! `M3u8Cache`: every stream's rendered playlists, ready to send.
+//!
+//! A playlist is rendered once, when its part is published, in the four forms a player can ask for (full or
+//! delta update, plain or gzip) and stored as one [`Rendered`] in a per-stream ring of versions keyed by the
+//! position of the newest part it lists. Every player waiting for that part gets the same `Arc`, so the same
+//! `Bytes`: nothing is rendered or compressed per request. The newest version is found with one atomic load.
+//! The ring also holds the stream's init segment.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+
+use crate::position::Position;
+use crate::stream_id::StreamId;
+
+/// `latest` value meaning "nothing rendered yet".
+const NONE: u64 = u64::MAX;
+
+/// One playlist version in the four forms it is served in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// The newest part the playlist lists.
+    pub position: Position,
+    /// Whether it carries `EXT-X-ENDLIST`.
+    pub ended: bool,
+    /// The full playlist.
+    pub full: Bytes,
+    /// `full`, gzip-compressed.
+    pub full_gzip: Bytes,
+    /// The delta-update form (`_HLS_skip`); the same bytes as `full` when there is nothing to skip.
+    pub delta: Bytes,
+    /// `delta`, gzip-compressed.
+    pub delta_gzip: Bytes,
+}
+
+impl Rendered {
+    /// Builds a version from rendered text, compressing each distinct form once at `gzip_level` (1–9).
+    pub fn new(position: Position, ended: bool, full: Bytes, delta: Option<Bytes>, gzip_level: u32) -> Self {
+        let full_gzip = gzip(&full, gzip_level);
+        let (delta, delta_gzip) = match delta {
+            Some(d) if d != full => {
+                let z = gzip(&d, gzip_level);
+                (d, z)
+            }
+            _ => (full.clone(), full_gzip.clone()),
+        };
+        Self { position, ended, full, full_gzip, delta, delta_gzip }
+    }
+
+    /// The form to send: `delta` for a `_HLS_skip` request, `gzip` when the client accepts it.
+    pub fn body(&self, delta: bool, gzip: bool) -> &Bytes {
+        match (delta, gzip) {
+            (false, false) => &self.full,
+            (false, true) => &self.full_gzip,
+            (true, false) => &self.delta,
+            (true, true) => &self.delta_gzip,
+        }
+    }
+}
+
+/// Compresses `data` into a gzip member.
+pub fn gzip(data: &[u8], level: u32) -> Bytes {
+    let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 3 + 64), Compression::new(level.clamp(1, 9)));
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(data);
+    Bytes::from(enc.finish().unwrap_or_default())
+}
+
+fn pack(p: Position) -> u64 {
+    (p.msn << 16) | u64::from(p.part)
+}
+
+/// The rendered playlists and init segment of one stream.
+pub struct Versions {
+    row_len: usize,
+    slots: Box<[RwLock<Option<Arc<Rendered>>>]>,
+    latest: AtomicU64,
+    init: RwLock<Option<Bytes>>,
+}
+
+impl Versions {
+    /// A ring of `rows` segments' worth of versions, `row_len` parts each.
+    pub fn new(rows: usize, row_len: usize) -> Self {
+        let row_len = row_len.max(1);
+        Self {
+            row_len,
+            slots: (0..rows.max(2) * row_len).map(|_| RwLock::new(None)).collect(),
+            latest: AtomicU64::new(NONE),
+            init: RwLock::new(None),
+        }
+    }
+
+    fn slot(&self, p: Position) -> Option<&RwLock<Option<Arc<Rendered>>>> {
+        let part = p.part as usize;
+        if part >= self.row_len {
+            return None;
+        }
+        let rows = (self.slots.len() / self.row_len) as u64;
+        self.slots.get((p.msn % rows) as usize * self.row_len + part)
+    }
+
+    /// Stores a version (replacing one at the same position, e.g. when the stream ends) and makes it the latest.
+    pub fn publish(&self, rendered: Arc<Rendered>) {
+        let p = rendered.position;
+        if let Some(slot) = self.slot(p) {
+            *slot.write().unwrap_or_else(PoisonError::into_inner) = Some(rendered);
+            self.latest.store(pack(p), Ordering::Release);
+        }
+    }
+
+    /// The version whose newest part is `position`, if still retained.
+    pub fn get(&self, position: Position) -> Option<Arc<Rendered>> {
+        let slot = self.slot(position)?.read().unwrap_or_else(PoisonError::into_inner);
+        slot.as_ref().filter(|r| r.position == position).cloned()
+    }
+
+    /// The newest version.
+    pub fn latest(&self) -> Option<Arc<Rendered>> {
+        let v = self.latest.load(Ordering::Acquire);
+        if v == NONE {
+            return None;
+        }
+        self.get(Position::new(v >> 16, (v & 0xffff) as u32))
+    }
+
+    /// Replaces the init segment.
+    pub fn set_init(&self, init: Bytes) {
+        *self.init.write().unwrap_or_else(PoisonError::into_inner) = Some(init);
+    }
+
+    /// The init segment.
+    pub fn init(&self) -> Option<Bytes> {
+        self.init.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+/// Rendered playlists of all streams.
+pub struct M3u8Cache {
+    streams: DashMap<StreamId, Arc<Versions>>,
+    rows: usize,
+    row_len: usize,
+}
+
+impl M3u8Cache {
+    /// A cache keeping `rows` segments' worth of versions of up to `row_len` parts per stream.
+    pub fn new(rows: usize, row_len: usize) -> Self {
+        Self { streams: DashMap::new(), rows, row_len }
+    }
+
+    /// Gives `id` a fresh ring, replacing any it had.
+    pub fn add_stream(&self, id: &StreamId) -> Arc<Versions> {
+        let v = Arc::new(Versions::new(self.rows, self.row_len));
+        self.streams.insert(id.clone(), Arc::clone(&v));
+        v
+    }
+
+    /// The versions of `id`.
+    pub fn stream(&self, id: &StreamId) -> Option<Arc<Versions>> {
+        self.streams.get(id).map(|v| Arc::clone(v.value()))
+    }
+
+    /// Forgets `id`.
+    pub fn remove_stream(&self, id: &StreamId) -> Option<Arc<Versions>> {
+        self.streams.remove(id).map(|(_, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn version(msn: u64, part: u32, text: &str) -> Arc<Rendered> {
+        Arc::new(Rendered::new(Position::new(msn, part), false, Bytes::from(text.to_owned()), None, 4))
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        let text = "#EXTM3U\n".repeat(50);
+        let z = gzip(text.as_bytes(), 4);
+        assert!(z.len() < text.len());
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&z[..]).read_to_string(&mut out).expect("gunzip");
+        assert_eq!(out, text);
+    }
+
+    #[test]
+    fn versions_by_position_and_latest() {
+        let v = Versions::new(2, 4);
+        assert!(v.latest().is_none());
+        v.publish(version(0, 0, "a"));
+        v.publish(version(0, 1, "b"));
+        assert_eq!(v.latest().expect("latest").full, Bytes::from("b"));
+        assert_eq!(v.get(Position::new(0, 0)).expect("0.0").full, Bytes::from("a"));
+        v.publish(version(2, 0, "c"));
+        // 2.0 shares a slot with 0.0, which is gone.
+        assert!(v.get(Position::new(0, 0)).is_none());
+        assert_eq!(v.get(Position::new(0, 1)).expect("0.1").full, Bytes::from("b"));
+        assert_eq!(v.latest().expect("latest").position, Position::new(2, 0));
+        assert!(v.get(Position::new(2, 9)).is_none());
+    }
+
+    #[test]
+    fn delta_equal_to_full_is_shared() {
+        let r = Rendered::new(Position::new(3, 1), false, Bytes::from("x"), Some(Bytes::from("x")), 4);
+        assert_eq!(r.delta.as_ptr(), r.full.as_ptr());
+        let r = Rendered::new(Position::new(3, 1), false, Bytes::from("full"), Some(Bytes::from("d")), 4);
+        assert_eq!(r.body(true, false), &Bytes::from("d"));
+        assert_ne!(r.body(true, true), r.body(false, true));
+    }
+
+    #[test]
+    fn streams_are_replaced_and_removed() {
+        let cache = M3u8Cache::new(2, 4);
+        let id = StreamId::parse("a").expect("id");
+        cache.add_stream(&id).set_init(Bytes::from("init"));
+        assert_eq!(cache.stream(&id).expect("a").init(), Some(Bytes::from("init")));
+        cache.add_stream(&id);
+        assert_eq!(cache.stream(&id).expect("a").init(), None);
+        assert!(cache.remove_stream(&id).is_some());
+        assert!(cache.stream(&id).is_none());
+    }
+}

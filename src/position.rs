@@ -43,6 +43,8 @@ pub struct Edge {
     pub last_segment: Option<u64>,
     /// The advertised `PART-TARGET`, once known.
     pub part_target: Option<Duration>,
+    /// The part named by the `EXT-X-PRELOAD-HINT`: a request for it is held until it exists (checklist item 39).
+    pub hint: Option<Position>,
     /// The playlist carries `EXT-X-ENDLIST`.
     pub ended: bool,
     /// The stream was removed: nothing more will come.
@@ -241,6 +243,7 @@ mod tests {
             last_part: Some(Position::new(last_part.0, last_part.1)),
             last_segment: Some(last_segment),
             part_target: Some(Duration::from_secs(1)),
+            hint: None,
             ended: false,
             removed: false,
         }
