@@ -1,0 +1,538 @@
+//! A media fragment: `moof` + `mdat` (and whatever `styp`/`prft`/`emsg`/`sidx` came in front), parsed for timing.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::boxes::{children, Child, Reader};
+use super::init::{Init, TrackKind};
+use crate::error::Error;
+
+/// `sample_is_non_sync_sample` in ISO 14496-12 sample flags.
+const NON_SYNC: u32 = 0x0001_0000;
+
+/// One complete fragment, ready to be published as a part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fragment {
+    /// Everything from any `styp`/`prft`/`emsg`/`sidx` in front through the end of `mdat`, unchanged.
+    pub bytes: Bytes,
+    /// One run per `traf`, in `moof` order.
+    pub tracks: Vec<TrackRun>,
+}
+
+/// The timing of one track within a fragment (all `trun`s of one `traf` together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackRun {
+    /// `tfhd` track id.
+    pub track_id: u32,
+    /// The track's kind, from the init segment.
+    pub kind: TrackKind,
+    /// `tfdt` base media decode time, in `timescale` ticks.
+    pub base_decode_time: u64,
+    /// Sum of the sample durations, in ticks.
+    pub duration: u64,
+    /// Number of samples.
+    pub samples: u32,
+    /// The track's timescale, from the init segment.
+    pub timescale: u32,
+    /// Whether the first sample is a sync sample.
+    pub starts_with_sync: bool,
+}
+
+impl TrackRun {
+    /// The run's duration as wall-clock time.
+    pub fn wall_duration(&self) -> Duration {
+        ticks_to_duration(self.duration, self.timescale)
+    }
+}
+
+fn ticks_to_duration(ticks: u64, timescale: u32) -> Duration {
+    if timescale == 0 {
+        return Duration::ZERO;
+    }
+    let nanos = u128::from(ticks) * 1_000_000_000 / u128::from(timescale);
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
+impl Fragment {
+    /// Parses a fragment against the init segment that describes its tracks. Every `trun`'s samples must lie
+    /// inside the `mdat` (unless `tfhd` gives an absolute base data offset, which a live stream cannot check).
+    pub fn parse(bytes: Bytes, init: &Init) -> Result<Fragment, Error> {
+        let tracks = parse_runs(&bytes, init)?;
+        Ok(Fragment { bytes, tracks })
+    }
+
+    /// The run whose timeline defines the part: video, else audio, else the first (see FFMPEG.md: summing the
+    /// longest track would overcount, since AAC fragments alternate around the video duration).
+    pub fn main_run(&self) -> Option<&TrackRun> {
+        self.tracks
+            .iter()
+            .find(|r| r.kind == TrackKind::Video)
+            .or_else(|| self.tracks.iter().find(|r| r.kind == TrackKind::Audio))
+            .or_else(|| self.tracks.first())
+    }
+
+    /// Duration of the main track's run.
+    pub fn duration(&self) -> Duration {
+        self.main_run().map_or(Duration::ZERO, TrackRun::wall_duration)
+    }
+
+    /// Whether the video track's first sample is a sync sample; `true` without a video track.
+    pub fn independent(&self) -> bool {
+        self.tracks.iter().find(|r| r.kind == TrackKind::Video).is_none_or(|r| r.starts_with_sync)
+    }
+
+    /// `(base decode time, timescale)` of the main track.
+    pub fn decode_time(&self) -> Option<(u64, u32)> {
+        self.main_run().map(|r| (r.base_decode_time, r.timescale))
+    }
+}
+
+fn parse_runs(bytes: &[u8], init: &Init) -> Result<Vec<TrackRun>, Error> {
+    let mut moof: Option<Child<'_>> = None;
+    let mut mdat: Option<(u64, u64)> = None;
+    for child in children(bytes) {
+        let child = child?;
+        match &child.kind {
+            b"moof" if moof.is_some() => return Err(Error::Malformed("fragment with two moof boxes".into())),
+            b"moof" => moof = Some(child),
+            b"mdat" if moof.is_none() => return Err(Error::Malformed("mdat before moof".into())),
+            b"mdat" if mdat.is_some() => return Err(Error::Malformed("fragment with two mdat boxes".into())),
+            b"mdat" => {
+                let start = (child.offset + child.header_len) as u64;
+                mdat = Some((start, start + child.body.len() as u64));
+            }
+            b"ftyp" | b"moov" => return Err(Error::Malformed("init segment boxes inside a fragment".into())),
+            _ => {}
+        }
+    }
+    let moof = moof.ok_or_else(|| Error::Malformed("fragment without moof".into()))?;
+    let mdat = mdat.ok_or_else(|| Error::Malformed("fragment without mdat".into()))?;
+
+    let mut runs = Vec::with_capacity(2);
+    let mut previous_traf_end = None;
+    for traf in children(moof.body) {
+        let traf = traf?;
+        if &traf.kind != b"traf" {
+            continue;
+        }
+        let ctx = TrafContext { moof_start: moof.offset as u64, mdat, previous_traf_end };
+        let (run, data_end) = parse_traf(traf.body, init, ctx)?;
+        previous_traf_end = data_end;
+        runs.push(run);
+    }
+    if runs.is_empty() {
+        return Err(Error::Malformed("moof without traf".into()));
+    }
+    Ok(runs)
+}
+
+#[derive(Clone, Copy)]
+struct TrafContext {
+    moof_start: u64,
+    /// Payload range of the mdat, as offsets into the fragment.
+    mdat: (u64, u64),
+    previous_traf_end: Option<u64>,
+}
+
+struct Tfhd {
+    track_id: u32,
+    base_data_offset: Option<u64>,
+    default_base_is_moof: bool,
+    duration: Option<u32>,
+    size: Option<u32>,
+    flags: Option<u32>,
+}
+
+fn parse_tfhd(body: &[u8]) -> Result<Tfhd, Error> {
+    let mut r = Reader::new(body, "tfhd");
+    let (_, flags) = r.version_flags()?;
+    let track_id = r.u32()?;
+    let base_data_offset = if flags & 0x01 != 0 { Some(r.u64()?) } else { None };
+    if flags & 0x02 != 0 {
+        r.skip(4)?;
+    }
+    let duration = if flags & 0x08 != 0 { Some(r.u32()?) } else { None };
+    let size = if flags & 0x10 != 0 { Some(r.u32()?) } else { None };
+    let sample_flags = if flags & 0x20 != 0 { Some(r.u32()?) } else { None };
+    Ok(Tfhd {
+        track_id,
+        base_data_offset,
+        default_base_is_moof: flags & 0x02_0000 != 0,
+        duration,
+        size,
+        flags: sample_flags,
+    })
+}
+
+fn parse_tfdt(body: &[u8]) -> Result<u64, Error> {
+    let mut r = Reader::new(body, "tfdt");
+    let (version, _) = r.version_flags()?;
+    if version == 1 {
+        r.u64()
+    } else {
+        r.u32().map(u64::from)
+    }
+}
+
+/// Parses one `traf`; returns its run and where its sample data ends (`None` when it cannot be known).
+fn parse_traf(traf: &[u8], init: &Init, ctx: TrafContext) -> Result<(TrackRun, Option<u64>), Error> {
+    let mut tfhd = None;
+    let mut tfdt = None;
+    for child in children(traf) {
+        let child = child?;
+        match &child.kind {
+            b"tfhd" => tfhd = Some(parse_tfhd(child.body)?),
+            b"tfdt" => tfdt = Some(parse_tfdt(child.body)?),
+            _ => {}
+        }
+    }
+    let tfhd = tfhd.ok_or_else(|| Error::Malformed("traf without tfhd".into()))?;
+    let track = init
+        .track(tfhd.track_id)
+        .ok_or_else(|| Error::Malformed(format!("traf for track {} that the init does not declare", tfhd.track_id)))?;
+    // HLS requires tfdt; without it a part's place on the timeline is unknown.
+    let base_decode_time =
+        tfdt.ok_or_else(|| Error::Malformed(format!("traf of track {} without tfdt", tfhd.track_id)))?;
+
+    // Where sample data offsets count from (ISO 14496-12 8.8.7.1). An explicit base_data_offset is relative to
+    // the start of a file this live fragment is not part of, so its data cannot be checked against the mdat.
+    let base = match tfhd.base_data_offset {
+        Some(_) => None,
+        None if tfhd.default_base_is_moof => Some(ctx.moof_start),
+        None => Some(ctx.previous_traf_end.unwrap_or(ctx.moof_start)),
+    };
+    let defaults = SampleDefaults {
+        duration: tfhd.duration.unwrap_or(track.default_sample_duration),
+        size: tfhd.size.unwrap_or(track.default_sample_size),
+        flags: tfhd.flags.unwrap_or(track.default_sample_flags),
+    };
+
+    let mut run = TrackRun {
+        track_id: tfhd.track_id,
+        kind: track.kind,
+        base_decode_time,
+        duration: 0,
+        samples: 0,
+        timescale: track.timescale,
+        starts_with_sync: false,
+    };
+    let mut data_end = base;
+    for child in children(traf) {
+        let child = child?;
+        if &child.kind != b"trun" {
+            continue;
+        }
+        let trun = parse_trun(child.body, defaults)?;
+        if run.samples == 0 && trun.samples > 0 {
+            run.starts_with_sync = trun.first_flags & NON_SYNC == 0;
+        }
+        run.samples =
+            run.samples.checked_add(trun.samples).ok_or_else(|| Error::Malformed("sample count overflows".into()))?;
+        run.duration += trun.duration;
+        // Without a data offset a trun's data follows the previous trun's (or starts at the base).
+        let start = match (trun.data_offset, base) {
+            // A negative result points before the fragment; u64::MAX fails the mdat check below.
+            (Some(offset), Some(base)) => Some(base.checked_add_signed(i64::from(offset)).unwrap_or(u64::MAX)),
+            (None, _) => data_end,
+            (Some(_), None) => None,
+        };
+        if let Some(start) = start {
+            let end = start.saturating_add(trun.data_size);
+            if start < ctx.mdat.0 || end > ctx.mdat.1 {
+                return Err(Error::Malformed(format!(
+                    "trun of track {} points at bytes {start}..{end}, outside the mdat payload {}..{}",
+                    run.track_id, ctx.mdat.0, ctx.mdat.1
+                )));
+            }
+            data_end = Some(end);
+        } else if trun.data_offset.is_some() {
+            data_end = None;
+        }
+    }
+    Ok((run, data_end))
+}
+
+#[derive(Clone, Copy)]
+struct SampleDefaults {
+    duration: u32,
+    size: u32,
+    flags: u32,
+}
+
+struct Trun {
+    samples: u32,
+    data_offset: Option<i32>,
+    first_flags: u32,
+    duration: u64,
+    data_size: u64,
+}
+
+fn parse_trun(body: &[u8], defaults: SampleDefaults) -> Result<Trun, Error> {
+    let mut r = Reader::new(body, "trun");
+    let (_, flags) = r.version_flags()?;
+    let samples = r.u32()?;
+    let data_offset = if flags & 0x001 != 0 { Some(r.u32()? as i32) } else { None };
+    let first_flags = if flags & 0x004 != 0 { Some(r.u32()?) } else { None };
+    let (has_duration, has_size, has_flags, has_cto) =
+        (flags & 0x100 != 0, flags & 0x200 != 0, flags & 0x400 != 0, flags & 0x800 != 0);
+    let per_sample = 4 * [has_duration, has_size, has_flags, has_cto].iter().filter(|&&b| b).count();
+    // Check the declared count against the bytes present before looping over it.
+    if per_sample > 0 && (samples as usize).checked_mul(per_sample).is_none_or(|need| need > r.remaining()) {
+        return Err(Error::Malformed(format!(
+            "trun declares {samples} samples of {per_sample} bytes but holds {} bytes",
+            r.remaining()
+        )));
+    }
+    let mut out =
+        Trun { samples, data_offset, first_flags: first_flags.unwrap_or(defaults.flags), duration: 0, data_size: 0 };
+    if per_sample == 0 {
+        out.duration = u64::from(samples) * u64::from(defaults.duration);
+        out.data_size = u64::from(samples) * u64::from(defaults.size);
+        return Ok(out);
+    }
+    for i in 0..samples {
+        let duration = if has_duration { r.u32()? } else { defaults.duration };
+        let size = if has_size { r.u32()? } else { defaults.size };
+        let sample_flags = if has_flags { Some(r.u32()?) } else { None };
+        if has_cto {
+            r.skip(4)?;
+        }
+        if i == 0 && first_flags.is_none() {
+            out.first_flags = sample_flags.unwrap_or(defaults.flags);
+        }
+        out.duration += u64::from(duration);
+        out.data_size += u64::from(size);
+    }
+    Ok(out)
+}
+
+/// Returns a copy of `fragment` with every `traf`'s `tfdt` base decode time increased by `shift(track_id)`, all
+/// other bytes unchanged. Used to loop a file as a live stream with a continuous timeline. A version 0 `tfdt`
+/// stays version 0 (the sizes must not change); a shifted value that no longer fits 32 bits is an error.
+pub fn shift_decode_times(fragment: &[u8], shift: impl Fn(u32) -> u64) -> Result<Bytes, Error> {
+    let mut out = fragment.to_vec();
+    for top in children(fragment) {
+        let top = top?;
+        if &top.kind != b"moof" {
+            continue;
+        }
+        let moof_body = top.offset + top.header_len;
+        for traf in children(top.body) {
+            let traf = traf?;
+            if &traf.kind != b"traf" {
+                continue;
+            }
+            let traf_body = moof_body + traf.offset + traf.header_len;
+            let mut track_id = None;
+            let mut tfdt_at = None;
+            for child in children(traf.body) {
+                let child = child?;
+                match &child.kind {
+                    b"tfhd" => track_id = Some(parse_tfhd(child.body)?.track_id),
+                    b"tfdt" => tfdt_at = Some((traf_body + child.offset + child.header_len, child.body)),
+                    _ => {}
+                }
+            }
+            let (Some(track_id), Some((at, body))) = (track_id, tfdt_at) else { continue };
+            let old = parse_tfdt(body)?;
+            let delta = shift(track_id);
+            let new = old
+                .checked_add(delta)
+                .ok_or_else(|| Error::Malformed(format!("tfdt of track {track_id} overflows when shifted")))?;
+            if body.first() == Some(&1) {
+                out[at + 4..at + 12].copy_from_slice(&new.to_be_bytes());
+            } else {
+                let new = u32::try_from(new)
+                    .map_err(|_| Error::Malformed(format!("version 0 tfdt of track {track_id} cannot hold {new}")))?;
+                out[at + 4..at + 8].copy_from_slice(&new.to_be_bytes());
+            }
+        }
+    }
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::fmp4::init::tests::{boxed, h264_aac_init};
+
+    fn full(kind: &[u8; 4], version: u8, flags: u32, body: &[u8]) -> Vec<u8> {
+        let mut b = ((u32::from(version) << 24) | flags).to_be_bytes().to_vec();
+        b.extend_from_slice(body);
+        boxed(kind, &b)
+    }
+
+    pub(crate) fn init() -> Init {
+        Init::parse(Bytes::from(h264_aac_init())).expect("init")
+    }
+
+    /// Options for a synthetic one-track fragment.
+    pub(crate) struct Spec {
+        pub track: u32,
+        pub tfdt_version: u8,
+        pub tfdt: u64,
+        pub samples: u32,
+        pub first_flags: Option<u32>,
+        pub sample_size: u32,
+        /// Added to the correct data offset.
+        pub offset_error: i32,
+        /// Overrides the trun sample count (after the per-sample entries are written).
+        pub declared_samples: Option<u32>,
+        pub mdat_extra: usize,
+    }
+
+    impl Default for Spec {
+        fn default() -> Self {
+            Spec {
+                track: 1,
+                tfdt_version: 1,
+                tfdt: 15360,
+                samples: 6,
+                first_flags: Some(0x0200_0000),
+                sample_size: 10,
+                offset_error: 0,
+                declared_samples: None,
+                mdat_extra: 0,
+            }
+        }
+    }
+
+    /// `moof` (mfhd, traf(tfhd default-base-is-moof, tfdt, trun with duration + size)) + `mdat`.
+    pub(crate) fn fragment(spec: &Spec) -> Vec<u8> {
+        let tfhd = full(b"tfhd", 0, 0x02_0000, &spec.track.to_be_bytes());
+        let tfdt = if spec.tfdt_version == 1 {
+            full(b"tfdt", 1, 0, &spec.tfdt.to_be_bytes())
+        } else {
+            full(b"tfdt", 0, 0, &(spec.tfdt as u32).to_be_bytes())
+        };
+        let mut trun_body = spec.declared_samples.unwrap_or(spec.samples).to_be_bytes().to_vec();
+        trun_body.extend_from_slice(&0i32.to_be_bytes());
+        let mut flags = 0x001 | 0x100 | 0x200;
+        if let Some(f) = spec.first_flags {
+            flags |= 0x004;
+            trun_body.extend_from_slice(&f.to_be_bytes());
+        }
+        for _ in 0..spec.samples {
+            trun_body.extend_from_slice(&512u32.to_be_bytes());
+            trun_body.extend_from_slice(&spec.sample_size.to_be_bytes());
+        }
+        let trun = full(b"trun", 0, flags, &trun_body);
+        let mut traf = tfhd;
+        traf.extend_from_slice(&tfdt);
+        // moof header, mfhd, traf header, tfhd + tfdt, then the trun's header, version/flags and sample_count.
+        let at = 8 + 16 + 8 + traf.len() + 8 + 4 + 4;
+        traf.extend_from_slice(&trun);
+        let mut moof = full(b"mfhd", 0, 0, &1u32.to_be_bytes());
+        moof.extend_from_slice(&boxed(b"traf", &traf));
+        let mut out = boxed(b"moof", &moof);
+        let data_offset = ((out.len() + 8) as i32).wrapping_add(spec.offset_error);
+        out[at..at + 4].copy_from_slice(&data_offset.to_be_bytes());
+        let mdat_len = (spec.samples as usize * spec.sample_size as usize).min(1 << 16) + spec.mdat_extra;
+        out.extend_from_slice(&boxed(b"mdat", &vec![0xab; mdat_len]));
+        out
+    }
+
+    #[test]
+    fn parses_a_fragment() {
+        let f = Fragment::parse(Bytes::from(fragment(&Spec::default())), &init()).expect("fragment");
+        assert_eq!(f.tracks.len(), 1);
+        let r = f.tracks[0];
+        assert_eq!((r.track_id, r.base_decode_time, r.duration, r.samples, r.timescale), (1, 15360, 3072, 6, 15360));
+        assert!(r.starts_with_sync);
+        assert!(f.independent());
+        assert_eq!(f.duration(), Duration::from_millis(200));
+        assert_eq!(f.decode_time(), Some((15360, 15360)));
+    }
+
+    #[test]
+    fn sync_falls_back_to_trex_defaults() {
+        // trex of track 1 says 0x01010000: depends on others, non-sync.
+        let f = Fragment::parse(Bytes::from(fragment(&Spec { first_flags: None, ..Spec::default() })), &init())
+            .expect("fragment");
+        assert!(!f.independent());
+        let f = Fragment::parse(
+            Bytes::from(fragment(&Spec { first_flags: Some(0x0101_0000), ..Spec::default() })),
+            &init(),
+        )
+        .expect("fragment");
+        assert!(!f.independent());
+    }
+
+    #[test]
+    fn audio_only_fragment_is_independent() {
+        let f =
+            Fragment::parse(Bytes::from(fragment(&Spec { track: 2, first_flags: None, ..Spec::default() })), &init())
+                .expect("fragment");
+        assert!(f.independent());
+        assert_eq!(f.decode_time(), Some((15360, 48000)));
+        assert_eq!(f.duration(), Duration::from_millis(64));
+    }
+
+    #[test]
+    fn data_outside_mdat_is_malformed() {
+        for offset_error in [-1, 1, 1000, i32::MIN, i32::MAX] {
+            let b = fragment(&Spec { offset_error, ..Spec::default() });
+            assert!(
+                matches!(Fragment::parse(Bytes::from(b), &init()), Err(Error::Malformed(m)) if m.contains("outside")),
+                "offset error {offset_error}"
+            );
+        }
+        let b = fragment(&Spec { sample_size: u32::MAX, ..Spec::default() });
+        assert!(matches!(Fragment::parse(Bytes::from(b), &init()), Err(Error::Malformed(_))));
+        // Spare bytes after the samples are fine.
+        let b = fragment(&Spec { mdat_extra: 3, ..Spec::default() });
+        assert!(Fragment::parse(Bytes::from(b), &init()).is_ok());
+    }
+
+    #[test]
+    fn absurd_sample_count_is_malformed() {
+        for declared in [7, 1 << 20, u32::MAX] {
+            let b = fragment(&Spec { declared_samples: Some(declared), ..Spec::default() });
+            assert!(
+                matches!(Fragment::parse(Bytes::from(b), &init()), Err(Error::Malformed(m)) if m.contains("declares")),
+                "{declared}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_track_and_missing_parts_are_malformed() {
+        let b = fragment(&Spec { track: 9, ..Spec::default() });
+        assert!(matches!(Fragment::parse(Bytes::from(b), &init()), Err(Error::Malformed(m)) if m.contains("track 9")));
+        let b = fragment(&Spec::default());
+        let moof_len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        assert!(matches!(Fragment::parse(Bytes::copy_from_slice(&b[..moof_len]), &init()), Err(Error::Malformed(_))));
+        assert!(matches!(Fragment::parse(Bytes::copy_from_slice(&b[moof_len..]), &init()), Err(Error::Malformed(_))));
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let good = fragment(&Spec::default());
+        for n in 0..good.len() {
+            assert!(Fragment::parse(Bytes::copy_from_slice(&good[..n]), &init()).is_err(), "{n}");
+        }
+    }
+
+    #[test]
+    fn shifts_tfdt_v0_and_v1() {
+        for version in [0, 1] {
+            let original = fragment(&Spec { tfdt_version: version, ..Spec::default() });
+            let shifted = shift_decode_times(&original, |id| u64::from(id) * 1000).expect("shift");
+            assert_eq!(shifted.len(), original.len());
+            let f = Fragment::parse(shifted.clone(), &init()).expect("fragment");
+            assert_eq!(f.tracks[0].base_decode_time, 15360 + 1000);
+            let differing = original.iter().zip(shifted.iter()).filter(|(a, b)| a != b).count();
+            assert!(differing <= 2, "only the low bytes of the tfdt change, {differing} did");
+        }
+    }
+
+    #[test]
+    fn shift_overflowing_v0_is_malformed() {
+        let original = fragment(&Spec { tfdt_version: 0, ..Spec::default() });
+        let r = shift_decode_times(&original, |_| u64::from(u32::MAX));
+        assert!(matches!(r, Err(Error::Malformed(m)) if m.contains("version 0")));
+        let original = fragment(&Spec { tfdt: u64::MAX - 1, ..Spec::default() });
+        assert!(matches!(shift_decode_times(&original, |_| 2), Err(Error::Malformed(_))));
+    }
+}

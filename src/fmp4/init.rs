@@ -1,0 +1,527 @@
+//! The init segment: `ftyp` + `moov`, parsed for what the playlists and the fragment parser need.
+
+use bytes::Bytes;
+
+use super::boxes::{children, find, Reader};
+use crate::error::Error;
+
+/// What a track carries, from its `hdlr` handler type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackKind {
+    /// `vide`.
+    Video,
+    /// `soun`.
+    Audio,
+    /// Anything else (subtitles, metadata, hints).
+    Other,
+}
+
+/// One `trak` of the init segment, with its `trex` defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Track {
+    /// `tkhd` track id.
+    pub id: u32,
+    /// From `hdlr`.
+    pub kind: TrackKind,
+    /// `mdhd` timescale (ticks per second), never 0.
+    pub timescale: u32,
+    /// RFC 6381 codec string of the first sample entry, `None` when the entry is missing or unknown.
+    pub codec: Option<String>,
+    /// Width in pixels (`tkhd`, else the visual sample entry); 0 for audio.
+    pub width: u32,
+    /// Height in pixels (`tkhd`, else the visual sample entry); 0 for audio.
+    pub height: u32,
+    /// `trex` default sample duration, used when neither `trun` nor `tfhd` gives one.
+    pub default_sample_duration: u32,
+    /// `trex` default sample flags, used when neither `trun` nor `tfhd` gives them.
+    pub default_sample_flags: u32,
+    /// `trex` default sample size, used when neither `trun` nor `tfhd` gives one.
+    pub default_sample_size: u32,
+}
+
+/// A parsed init segment. `bytes` is exactly what was received, served as `EXT-X-MAP`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Init {
+    /// The segment's bytes, unchanged.
+    pub bytes: Bytes,
+    /// The tracks, in `moov` order.
+    pub tracks: Vec<Track>,
+}
+
+impl Init {
+    /// Parses an init segment: `ftyp` (optional, plus any `free`/`skip`) and a `moov` with `mvex` (fragmented).
+    /// Sample tables may be empty, as with `empty_moov`.
+    pub fn parse(bytes: Bytes) -> Result<Init, Error> {
+        let mut moov = None;
+        for child in children(&bytes) {
+            let child = child?;
+            match &child.kind {
+                b"moov" if moov.is_none() => moov = Some(child.body),
+                b"moov" => return Err(Error::Malformed("init segment with two moov boxes".into())),
+                b"moof" | b"mdat" => return Err(Error::Malformed("init segment holds media".into())),
+                _ => {}
+            }
+        }
+        let moov = moov.ok_or_else(|| Error::Malformed("init segment without moov".into()))?;
+        let mvex =
+            find(moov, b"mvex")?.ok_or_else(|| Error::Malformed("moov without mvex: not a fragmented MP4".into()))?;
+
+        let mut tracks = Vec::new();
+        for child in children(moov) {
+            let child = child?;
+            if &child.kind == b"trak" {
+                tracks.push(parse_trak(child.body)?);
+            }
+        }
+        if tracks.is_empty() {
+            return Err(Error::Malformed("moov without tracks".into()));
+        }
+        for child in children(mvex) {
+            let child = child?;
+            if &child.kind == b"trex" {
+                let mut r = Reader::new(child.body, "trex");
+                r.version_flags()?;
+                let id = r.u32()?;
+                let _description_index = r.u32()?;
+                let duration = r.u32()?;
+                let size = r.u32()?;
+                let flags = r.u32()?;
+                if let Some(t) = tracks.iter_mut().find(|t| t.id == id) {
+                    t.default_sample_duration = duration;
+                    t.default_sample_size = size;
+                    t.default_sample_flags = flags;
+                }
+            }
+        }
+        Ok(Init { bytes, tracks })
+    }
+
+    /// The RFC 6381 `CODECS` list: every track's codec string in track order, without repeats.
+    pub fn codecs(&self) -> String {
+        let mut out: Vec<&str> = Vec::new();
+        for codec in self.tracks.iter().filter_map(|t| t.codec.as_deref()) {
+            if !out.contains(&codec) {
+                out.push(codec);
+            }
+        }
+        out.join(",")
+    }
+
+    /// `(width, height)` of the video track.
+    pub fn resolution(&self) -> Option<(u32, u32)> {
+        self.tracks
+            .iter()
+            .find(|t| t.kind == TrackKind::Video)
+            .map(|t| (t.width, t.height))
+            .filter(|&(w, h)| w > 0 && h > 0)
+    }
+
+    /// The track whose timeline defines part durations: video, else audio, else the first.
+    pub fn main_track(&self) -> Option<&Track> {
+        self.tracks
+            .iter()
+            .find(|t| t.kind == TrackKind::Video)
+            .or_else(|| self.tracks.iter().find(|t| t.kind == TrackKind::Audio))
+            .or_else(|| self.tracks.first())
+    }
+
+    /// The track with this id.
+    pub fn track(&self, id: u32) -> Option<&Track> {
+        self.tracks.iter().find(|t| t.id == id)
+    }
+}
+
+fn parse_trak(trak: &[u8]) -> Result<Track, Error> {
+    let tkhd = find(trak, b"tkhd")?.ok_or_else(|| Error::Malformed("trak without tkhd".into()))?;
+    let mut r = Reader::new(tkhd, "tkhd");
+    let (version, _) = r.version_flags()?;
+    // creation and modification time, then the track id.
+    r.skip(if version == 1 { 16 } else { 8 })?;
+    let id = r.u32()?;
+    // reserved, duration, reserved[2], layer, alternate_group, volume, reserved, matrix[9]
+    r.skip(4 + if version == 1 { 8 } else { 4 } + 8 + 2 + 2 + 2 + 2 + 36)?;
+    let mut width = r.u32()? >> 16;
+    let mut height = r.u32()? >> 16;
+
+    let mdia = find(trak, b"mdia")?.ok_or_else(|| Error::Malformed("trak without mdia".into()))?;
+    let mdhd = find(mdia, b"mdhd")?.ok_or_else(|| Error::Malformed("mdia without mdhd".into()))?;
+    let mut r = Reader::new(mdhd, "mdhd");
+    let (version, _) = r.version_flags()?;
+    r.skip(if version == 1 { 16 } else { 8 })?;
+    let timescale = r.u32()?;
+    if timescale == 0 {
+        return Err(Error::Malformed(format!("track {id} has timescale 0")));
+    }
+
+    let hdlr = find(mdia, b"hdlr")?.ok_or_else(|| Error::Malformed("mdia without hdlr".into()))?;
+    let mut r = Reader::new(hdlr, "hdlr");
+    r.version_flags()?;
+    r.skip(4)?;
+    let kind = match r.take(4)? {
+        b"vide" => TrackKind::Video,
+        b"soun" => TrackKind::Audio,
+        _ => TrackKind::Other,
+    };
+
+    let stsd = find(mdia, b"minf")?
+        .map(|minf| find(minf, b"stbl"))
+        .transpose()?
+        .flatten()
+        .map(|stbl| find(stbl, b"stsd"))
+        .transpose()?
+        .flatten();
+    let mut codec = None;
+    if let Some(stsd) = stsd {
+        let mut r = Reader::new(stsd, "stsd");
+        r.version_flags()?;
+        let _count = r.u32()?;
+        let entries = &stsd[r.position()..];
+        if let Some(entry) = children(entries).next().transpose()? {
+            let parsed = sample_entry(entry.kind, entry.body)?;
+            codec = parsed.codec;
+            if width == 0 || height == 0 {
+                (width, height) = (parsed.width, parsed.height);
+            }
+        }
+    }
+    Ok(Track {
+        id,
+        kind,
+        timescale,
+        codec,
+        width,
+        height,
+        default_sample_duration: 0,
+        default_sample_flags: 0,
+        default_sample_size: 0,
+    })
+}
+
+struct SampleEntry {
+    codec: Option<String>,
+    width: u32,
+    height: u32,
+}
+
+/// Fixed fields before the child boxes: SampleEntry (8) + VisualSampleEntry (70) / AudioSampleEntry (20).
+const VISUAL_FIELDS: usize = 78;
+const AUDIO_FIELDS: usize = 28;
+
+fn sample_entry(kind: [u8; 4], body: &[u8]) -> Result<SampleEntry, Error> {
+    let visual = matches!(&kind, b"avc1" | b"avc3" | b"hvc1" | b"hev1" | b"av01" | b"vp09" | b"vp08" | b"encv");
+    let (width, height, boxes) = if visual {
+        let mut r = Reader::new(body, "visual sample entry");
+        r.skip(24)?;
+        let w = u32::from(r.u16()?);
+        let h = u32::from(r.u16()?);
+        r.skip(VISUAL_FIELDS - 28)?;
+        (w, h, &body[VISUAL_FIELDS..])
+    } else {
+        (0, 0, body.get(AUDIO_FIELDS..).unwrap_or_default())
+    };
+    // Encrypted entries name their real format in sinf/frma; the codec configuration boxes sit beside sinf.
+    let format = if matches!(&kind, b"encv" | b"enca") {
+        match find(boxes, b"sinf")?.map(|sinf| find(sinf, b"frma")).transpose()?.flatten() {
+            Some(frma) => {
+                let mut f = [0u8; 4];
+                f.copy_from_slice(Reader::new(frma, "frma").take(4)?);
+                f
+            }
+            None => kind,
+        }
+    } else {
+        kind
+    };
+    let codec = codec_string(format, boxes)?;
+    Ok(SampleEntry { codec, width, height })
+}
+
+fn codec_string(format: [u8; 4], boxes: &[u8]) -> Result<Option<String>, Error> {
+    let fourcc = String::from_utf8_lossy(&format).into_owned();
+    Ok(Some(match &format {
+        b"avc1" | b"avc3" => match find(boxes, b"avcC")? {
+            Some(avcc) => {
+                let mut r = Reader::new(avcc, "avcC");
+                let _version = r.u8()?;
+                let (profile, compat, level) = (r.u8()?, r.u8()?, r.u8()?);
+                format!("{fourcc}.{profile:02x}{compat:02x}{level:02x}")
+            }
+            None => fourcc,
+        },
+        b"hvc1" | b"hev1" => match find(boxes, b"hvcC")? {
+            Some(hvcc) => hevc(&fourcc, hvcc)?,
+            None => fourcc,
+        },
+        b"av01" => match find(boxes, b"av1C")? {
+            Some(av1c) => {
+                let mut r = Reader::new(av1c, "av1C");
+                let _marker_version = r.u8()?;
+                let b1 = r.u8()?;
+                let b2 = r.u8()?;
+                let (profile, level) = (b1 >> 5, b1 & 0x1f);
+                let tier = if b2 & 0x80 != 0 { 'H' } else { 'M' };
+                let (high, twelve) = (b2 & 0x40 != 0, b2 & 0x20 != 0);
+                let depth = match (high, twelve && profile == 2) {
+                    (true, true) => 12,
+                    (true, false) => 10,
+                    _ => 8,
+                };
+                format!("av01.{profile}.{level:02}{tier}.{depth:02}")
+            }
+            None => fourcc,
+        },
+        b"vp09" | b"vp08" => match find(boxes, b"vpcC")? {
+            Some(vpcc) => {
+                let mut r = Reader::new(vpcc, "vpcC");
+                r.version_flags()?;
+                let (profile, level, depth) = (r.u8()?, r.u8()?, r.u8()? >> 4);
+                format!("{fourcc}.{profile:02}.{level:02}.{depth:02}")
+            }
+            None => fourcc,
+        },
+        b"mp4a" => match find(boxes, b"esds")? {
+            Some(esds) => mp4a(esds)?,
+            None => fourcc,
+        },
+        b"Opus" => "opus".into(),
+        b"fLaC" => "flac".into(),
+        b"ac-3" | b"ec-3" | b"ac-4" => fourcc,
+        _ if format.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-') => fourcc,
+        _ => return Ok(None),
+    }))
+}
+
+/// `hvc1.[A-C]<profile>.<compat, bit-reversed hex>.<L|H><level>[.<constraint byte>...]`, ISO 14496-15 Annex E.
+fn hevc(fourcc: &str, hvcc: &[u8]) -> Result<String, Error> {
+    let mut r = Reader::new(hvcc, "hvcC");
+    let _version = r.u8()?;
+    let b = r.u8()?;
+    let space = match b >> 6 {
+        1 => "A",
+        2 => "B",
+        3 => "C",
+        _ => "",
+    };
+    let tier = if b & 0x20 != 0 { 'H' } else { 'L' };
+    let profile = b & 0x1f;
+    let compat = r.u32()?.reverse_bits();
+    let constraints = r.take(6)?;
+    let level = r.u8()?;
+    let mut out = format!("{fourcc}.{space}{profile}.{compat:X}.{tier}{level}");
+    // Trailing zero constraint bytes are omitted.
+    let used = constraints.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
+    for c in &constraints[..used] {
+        out.push_str(&format!(".{c:X}"));
+    }
+    Ok(out)
+}
+
+/// `mp4a.<objectTypeIndication>[.<audioObjectType>]` from the ES descriptor chain in `esds`.
+fn mp4a(esds: &[u8]) -> Result<String, Error> {
+    let mut r = Reader::new(esds, "esds");
+    r.version_flags()?;
+    let (tag, len) = descriptor(&mut r)?;
+    if tag != 0x03 {
+        return Err(Error::Malformed(format!("esds starts with descriptor tag {tag:#x}, not ES_Descriptor")));
+    }
+    let mut es = Reader::new(r.take(len)?, "ES_Descriptor");
+    es.skip(2)?;
+    let flags = es.u8()?;
+    if flags & 0x80 != 0 {
+        es.skip(2)?;
+    }
+    if flags & 0x40 != 0 {
+        let url_len = es.u8()?;
+        es.skip(usize::from(url_len))?;
+    }
+    if flags & 0x20 != 0 {
+        es.skip(2)?;
+    }
+    while es.remaining() > 0 {
+        let (tag, len) = descriptor(&mut es)?;
+        let body = es.take(len)?;
+        if tag != 0x04 {
+            continue;
+        }
+        let mut dc = Reader::new(body, "DecoderConfigDescriptor");
+        let oti = dc.u8()?;
+        dc.skip(12)?;
+        while dc.remaining() > 0 {
+            let (tag, len) = descriptor(&mut dc)?;
+            let dsi = dc.take(len)?;
+            if tag == 0x05 && oti == 0x40 && !dsi.is_empty() {
+                let mut aot = dsi[0] >> 3;
+                if aot == 31 {
+                    let next = dsi.get(1).copied().unwrap_or(0);
+                    aot = 32 + (((dsi[0] & 0x07) << 3) | (next >> 5));
+                }
+                return Ok(format!("mp4a.40.{aot}"));
+            }
+        }
+        return Ok(format!("mp4a.{oti:02X}"));
+    }
+    Ok("mp4a".into())
+}
+
+/// An MPEG-4 descriptor header: tag and a length of up to four 7-bit groups.
+fn descriptor(r: &mut Reader<'_>) -> Result<(u8, usize), Error> {
+    let tag = r.u8()?;
+    let mut len = 0usize;
+    for _ in 0..4 {
+        let b = r.u8()?;
+        len = (len << 7) | usize::from(b & 0x7f);
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    Ok((tag, len))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn boxed(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut v = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(kind);
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn full(kind: &[u8; 4], version: u8, flags: u32, body: &[u8]) -> Vec<u8> {
+        let mut b = ((u32::from(version) << 24) | flags).to_be_bytes().to_vec();
+        b.extend_from_slice(body);
+        boxed(kind, &b)
+    }
+
+    fn trak(id: u32, handler: &[u8; 4], timescale: u32, entry: Vec<u8>) -> Vec<u8> {
+        let mut tkhd = vec![0; 8];
+        tkhd.extend_from_slice(&id.to_be_bytes());
+        tkhd.extend_from_slice(&[0; 4 + 4 + 8 + 8 + 36]);
+        let (w, h) = if handler == b"vide" { (320u32 << 16, 180u32 << 16) } else { (0, 0) };
+        tkhd.extend_from_slice(&w.to_be_bytes());
+        tkhd.extend_from_slice(&h.to_be_bytes());
+        let mut mdhd = vec![0; 8];
+        mdhd.extend_from_slice(&timescale.to_be_bytes());
+        mdhd.extend_from_slice(&[0; 8]);
+        let mut hdlr = vec![0; 4];
+        hdlr.extend_from_slice(handler);
+        hdlr.extend_from_slice(&[0; 13]);
+        let mut stsd = 1u32.to_be_bytes().to_vec();
+        stsd.extend_from_slice(&entry);
+        let stbl = boxed(b"stbl", &full(b"stsd", 0, 0, &stsd));
+        let minf = boxed(b"minf", &stbl);
+        let mut mdia = full(b"mdhd", 0, 0, &mdhd);
+        mdia.extend_from_slice(&full(b"hdlr", 0, 0, &hdlr));
+        mdia.extend_from_slice(&minf);
+        let mut t = full(b"tkhd", 0, 3, &tkhd);
+        t.extend_from_slice(&boxed(b"mdia", &mdia));
+        boxed(b"trak", &t)
+    }
+
+    fn visual(kind: &[u8; 4], config: Vec<u8>) -> Vec<u8> {
+        let mut b = vec![0; VISUAL_FIELDS];
+        b[24..26].copy_from_slice(&320u16.to_be_bytes());
+        b[26..28].copy_from_slice(&180u16.to_be_bytes());
+        b.extend_from_slice(&config);
+        boxed(kind, &b)
+    }
+
+    fn audio(kind: &[u8; 4], config: Vec<u8>) -> Vec<u8> {
+        let mut b = vec![0; AUDIO_FIELDS];
+        b.extend_from_slice(&config);
+        boxed(kind, &b)
+    }
+
+    fn trex(id: u32, duration: u32, flags: u32) -> Vec<u8> {
+        let mut b = id.to_be_bytes().to_vec();
+        b.extend_from_slice(&1u32.to_be_bytes());
+        b.extend_from_slice(&duration.to_be_bytes());
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b.extend_from_slice(&flags.to_be_bytes());
+        full(b"trex", 0, 0, &b)
+    }
+
+    /// A minimal H.264 + AAC init segment: track 1 video at 15360, track 2 audio at 48000.
+    pub(crate) fn h264_aac_init() -> Vec<u8> {
+        let avcc = boxed(b"avcC", &[1, 0x64, 0, 0x1f, 0xff]);
+        // ES_Descriptor { DecoderConfigDescriptor { oti 0x40, DecoderSpecificInfo { AAC-LC, 48 kHz, stereo } } }
+        let mut dsi = vec![0x05, 2, 0x11, 0x90];
+        let mut dcd = vec![0x40, 0x15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        dcd.append(&mut dsi);
+        let mut es = vec![0, 1, 0, 0x04, dcd.len() as u8];
+        es.extend_from_slice(&dcd);
+        let mut esds = vec![0x03, 0x80, 0x80, 0x80, es.len() as u8];
+        esds.extend_from_slice(&es);
+        let mut moov = trak(1, b"vide", 15360, visual(b"avc1", avcc));
+        moov.extend_from_slice(&trak(2, b"soun", 48000, audio(b"mp4a", full(b"esds", 0, 0, &esds))));
+        let mut mvex = trex(1, 512, 0x0101_0000);
+        mvex.extend_from_slice(&trex(2, 1024, 0x0200_0000));
+        moov.extend_from_slice(&boxed(b"mvex", &mvex));
+        let mut out = boxed(b"ftyp", b"iso5\0\0\x02\0iso6mp41");
+        out.extend_from_slice(&boxed(b"moov", &moov));
+        out
+    }
+
+    #[test]
+    fn parses_tracks_codecs_and_trex() {
+        let init = Init::parse(Bytes::from(h264_aac_init())).expect("init");
+        assert_eq!(init.codecs(), "avc1.64001f,mp4a.40.2");
+        assert_eq!(init.resolution(), Some((320, 180)));
+        let main = init.main_track().expect("main");
+        assert_eq!((main.id, main.kind, main.timescale), (1, TrackKind::Video, 15360));
+        assert_eq!((main.default_sample_duration, main.default_sample_flags), (512, 0x0101_0000));
+        let audio = init.track(2).expect("audio");
+        assert_eq!((audio.kind, audio.timescale, audio.width), (TrackKind::Audio, 48000, 0));
+    }
+
+    #[test]
+    fn codec_strings() {
+        let hvcc = [1, 0x01, 0x60, 0, 0, 0, 0xb0, 0, 0, 0, 0, 0, 93, 0xf0];
+        assert_eq!(codec_string(*b"hvc1", &boxed(b"hvcC", &hvcc)).ok().flatten().as_deref(), Some("hvc1.1.6.L93.B0"));
+        let hvcc = [1, 0x22, 0x20, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 120, 0xf0];
+        assert_eq!(codec_string(*b"hev1", &boxed(b"hvcC", &hvcc)).ok().flatten().as_deref(), Some("hev1.2.4.H120.90"));
+        let av1c = [0x81, 0x08, 0x0c, 0];
+        assert_eq!(codec_string(*b"av01", &boxed(b"av1C", &av1c)).ok().flatten().as_deref(), Some("av01.0.08M.08"));
+        let av1c = [0x81, 0x4d, 0xcc, 0];
+        assert_eq!(codec_string(*b"av01", &boxed(b"av1C", &av1c)).ok().flatten().as_deref(), Some("av01.2.13H.10"));
+        let vpcc = full(b"vpcC", 1, 0, &[0, 30, 0x82, 1, 1, 1, 0, 0]);
+        assert_eq!(codec_string(*b"vp09", &vpcc).ok().flatten().as_deref(), Some("vp09.00.30.08"));
+        assert_eq!(codec_string(*b"Opus", &[]).ok().flatten().as_deref(), Some("opus"));
+        assert_eq!(codec_string(*b"fLaC", &[]).ok().flatten().as_deref(), Some("flac"));
+        assert_eq!(codec_string(*b"ec-3", &[]).ok().flatten().as_deref(), Some("ec-3"));
+        assert_eq!(codec_string(*b"\0\0\0\0", &[]), Ok(None));
+        // A truncated configuration record is malformed, not a panic.
+        assert!(matches!(codec_string(*b"avc1", &boxed(b"avcC", &[1, 0x64])), Err(Error::Malformed(_))));
+    }
+
+    #[test]
+    fn moov_without_mvex_is_rejected() {
+        let mut moov = trak(1, b"vide", 15360, visual(b"avc1", vec![]));
+        moov.extend_from_slice(&boxed(b"udta", &[]));
+        let mut b = boxed(b"ftyp", b"isom\0\0\0\0");
+        b.extend_from_slice(&boxed(b"moov", &moov));
+        assert!(matches!(Init::parse(Bytes::from(b)), Err(Error::Malformed(m)) if m.contains("mvex")));
+    }
+
+    #[test]
+    fn every_truncation_of_an_init_is_an_error_not_a_panic() {
+        let good = h264_aac_init();
+        for n in 0..good.len() {
+            let mut b = good[..n].to_vec();
+            // Patch the outer moov size so the damage is inside it rather than a short top-level box.
+            if n > 40 {
+                let moov_len = (n - 24) as u32;
+                b[24..28].copy_from_slice(&moov_len.to_be_bytes());
+            }
+            assert!(Init::parse(Bytes::from(b)).is_err(), "truncated at {n}");
+        }
+    }
+
+    #[test]
+    fn timescale_zero_is_malformed() {
+        let mut moov = trak(1, b"vide", 0, visual(b"avc1", vec![]));
+        moov.extend_from_slice(&boxed(b"mvex", &trex(1, 0, 0)));
+        assert!(matches!(Init::parse(Bytes::from(boxed(b"moov", &moov))), Err(Error::Malformed(_))));
+    }
+}
