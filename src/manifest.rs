@@ -226,7 +226,7 @@ impl M3u8Manifest {
 
         let mut closed = None;
         if self.open.parts > 0 {
-            let forced = self.open.parts >= self.max_parts || rounds_above(self.open.ms + ms, self.target_duration);
+            let forced = self.must_cut(ms);
             let keyframe = part.independent && self.open.duration >= self.min_segment;
             if discontinuity || keyframe || forced {
                 self.longest_part = self.longest_part.max(part.duration);
@@ -434,12 +434,24 @@ impl M3u8Manifest {
         self.segments.iter().take_while(|s| end.saturating_sub(s.end()) > self.skip_boundary).count()
     }
 
-    /// Whether the next part will most likely start a new segment: it must (the open segment is full, or the
-    /// last part's duration again would round its `EXTINF` above the target), or the keyframe cadence says it
-    /// will be independent and the open segment is long enough.
+    /// Whether a part of `ms` milliseconds must start a new segment: the open segment is full, or a part as long
+    /// as the longest one expected ([`guard_ms`](Self::guard_ms)), or this one if longer, would round its
+    /// `EXTINF` above the target. Judging by the expected length rather than this part's own is what lets the
+    /// preload hint announce a forced cut and `push` then honour it.
+    fn must_cut(&self, ms: u64) -> bool {
+        let next = ms.max(self.guard_ms());
+        self.open.parts >= self.max_parts || rounds_above(self.open.ms + next, self.target_duration)
+    }
+
+    /// The longest part expected: `PART-TARGET` once known, else the longest part so far.
+    fn guard_ms(&self) -> u64 {
+        ceil_ms(self.part_target.unwrap_or(self.longest_part))
+    }
+
+    /// Whether the next part will most likely start a new segment: it must ([`must_cut`](Self::must_cut)), or
+    /// the keyframe cadence says it will be independent and the open segment is long enough.
     fn expects_cut(&self) -> bool {
-        let last_ms = self.parts.back().map_or(0, |p| p.ms);
-        if self.open.parts >= self.max_parts || rounds_above(self.open.ms + last_ms, self.target_duration) {
+        if self.must_cut(0) {
             return true;
         }
         let keyframe_next = match (self.last_independent, self.gop_parts) {
@@ -595,6 +607,8 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     /// 2026-03-01T12:00:00Z, the date of the checklist's example.
@@ -1182,5 +1196,216 @@ s8.mp4
         assert_eq!(date(951_782_400, 999), "2000-02-29T00:00:00.999Z");
         assert_eq!(date(1_735_689_599, 120), "2024-12-31T23:59:59.120Z");
         assert_eq!(date(4_107_542_400, 0), "2100-03-01T00:00:00.000Z");
+    }
+
+    /// xorshift64*: deterministic, dependency-free randomness for the property test.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn attr<'a>(line: &'a str, name: &str) -> &'a str {
+        let at = line.find(name).unwrap() + name.len();
+        let rest = &line[at..];
+        let rest = rest.strip_prefix('"').unwrap_or(rest);
+        &rest[..rest.find([',', '"']).unwrap_or(rest.len())]
+    }
+
+    fn ms(decimal: &str) -> u64 {
+        let (s, f) = decimal.split_once('.').unwrap();
+        assert_eq!(f.len(), 3, "{decimal} has three decimals");
+        s.parse::<u64>().unwrap() * 1000 + f.parse::<u64>().unwrap()
+    }
+
+    fn part_uri(uri: &str) -> Position {
+        let (msn, part) = uri.strip_prefix('p').unwrap().strip_suffix(".mp4").unwrap().split_once('.').unwrap();
+        Position::new(msn.parse().unwrap(), part.parse().unwrap())
+    }
+
+    /// What [`check`] read from a playlist.
+    struct Seen {
+        media_sequence: u64,
+        discontinuity_sequence: u64,
+        skipped: u64,
+        segments: u64,
+        total_ms: u64,
+    }
+
+    /// Walks a rendered playlist line by line and checks the invariants that hold for every version.
+    fn check(m: &M3u8Manifest, text: &str, warned: &HashSet<Position>) -> Seen {
+        let live = !m.is_ended();
+        let mut seen = Seen { media_sequence: 0, discontinuity_sequence: 0, skipped: 0, segments: 0, total_ms: 0 };
+        let (mut part_target, mut next_msn, mut hints) = (0, 0, 0);
+        let (mut parts_ms, mut next_part) = (0, 0u32);
+        let mut extinf = None;
+        for line in text.lines() {
+            if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+                // Item 68: fixed for the life of the stream.
+                assert_eq!(v, "2");
+            } else if let Some(v) = line.strip_prefix("#EXT-X-PART-INF:PART-TARGET=") {
+                part_target = ms(v);
+                assert_eq!(Some(Duration::from_millis(part_target)), m.part_target());
+            } else if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+                seen.media_sequence = v.parse().unwrap();
+                next_msn = seen.media_sequence;
+            } else if let Some(v) = line.strip_prefix("#EXT-X-DISCONTINUITY-SEQUENCE:") {
+                seen.discontinuity_sequence = v.parse().unwrap();
+            } else if let Some(v) = line.strip_prefix("#EXT-X-SKIP:SKIPPED-SEGMENTS=") {
+                seen.skipped = v.parse().unwrap();
+                next_msn += seen.skipped;
+            } else if line.starts_with("#EXT-X-PART:") {
+                let d = ms(attr(line, "DURATION="));
+                let p = part_uri(attr(line, "URI="));
+                // Items 6, 8: parts of one parent, in order from 0, before its EXTINF.
+                assert_eq!(p, Position::new(next_msn, next_part), "{text}");
+                // Item 69: within PART-TARGET unless the push said otherwise.
+                assert!(d <= part_target || warned.contains(&p), "{p} {d} > {part_target}");
+                next_part += 1;
+                parts_ms += d;
+            } else if let Some(v) = line.strip_prefix("#EXTINF:") {
+                let d = ms(v.strip_suffix(',').unwrap());
+                // Every EXTINF is the sum of its parts' DURATIONs, and rounds to at most TARGETDURATION.
+                assert!(next_part == 0 || d == parts_ms, "EXTINF {d} vs parts {parts_ms}");
+                assert!((d + 500) / 1000 <= 2, "EXTINF {d} above the target");
+                extinf = Some(d);
+            } else if let Some(v) = line.strip_prefix('s') {
+                assert_eq!(v, format!("{next_msn}.mp4"));
+                seen.total_ms += extinf.take().unwrap();
+                seen.segments += 1;
+                next_msn += 1;
+                next_part = 0;
+                parts_ms = 0;
+            } else if let Some(v) = line.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=") {
+                hints += 1;
+                assert_eq!(Some(part_uri(v.trim_matches('"'))), m.next_part());
+            }
+        }
+        // Items 18, 37: exactly one hint while live, none once ended.
+        assert_eq!(hints, u32::from(live));
+        assert_eq!(text.contains("#EXT-X-ENDLIST\n"), !live);
+        assert_eq!(seen.media_sequence, m.first_msn());
+        assert_eq!(next_msn - u64::from(next_part == 0), m.edge().last_part.map_or(0, |p| p.msn));
+        seen
+    }
+
+    // Items 8, 15, 18, 37, 38, 68, 69, 74 over 10,000 random parts: jittered durations, GOPs of 1-15 parts that
+    // change now and then (some longer than the target: forced cuts), rare discontinuities.
+    #[test]
+    fn property_random_pushes_keep_every_invariant() {
+        let options = Options::default();
+        let mut m = M3u8Manifest::new(&options);
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let (mut gop, mut since_keyframe) = (5, 0);
+        let mut clock = at(0);
+        let mut warned = HashSet::new();
+        let mut discontinuities = Vec::new();
+        let mut prev: Option<Position> = None;
+        let (mut filled, mut last_seq, mut last_dseq) = (false, 0, 0);
+        let mut out = Vec::new();
+        let (mut forced, mut hint_misses) = (0, 0);
+        for i in 0..10_000 {
+            if rng.below(200) == 0 {
+                gop = 1 + rng.below(15);
+            }
+            let duration = Duration::from_micros(150_000 + rng.below(250_000));
+            let discontinuity = i > 0 && rng.below(700) == 0;
+            if discontinuity {
+                clock += Duration::from_secs(3600);
+                since_keyframe = 0;
+            }
+            let independent = since_keyframe % gop == 0;
+            since_keyframe += 1;
+            let part = PartMeta { duration, independent, discontinuity, wallclock: clock };
+            clock += duration;
+
+            let hint = m.next_part();
+            let open = (m.open.duration, m.open.parts);
+            let guard = m.guard_ms();
+            let pushed = m.push(part);
+            let p = pushed.position;
+            // Positions advance by one part, or to part 0 of the next MSN (item 8).
+            if let Some(prev) = prev {
+                assert!(
+                    p == Position::new(prev.msn, prev.part + 1) || p == Position::new(prev.msn + 1, 0),
+                    "{prev} -> {p}"
+                );
+            }
+            prev = Some(p);
+            assert_eq!(pushed.closed.is_some(), p.part == 0 && i > 0);
+            // The hint is honoured unless the part itself rules it out (the documented choices).
+            if Some(p) != hint {
+                hint_misses += 1;
+                let hint = hint.unwrap();
+                if p.part == 0 {
+                    // Unforeseeable: a discontinuity, a keyframe early in the cadence, or a part so long that it
+                    // forces a cut nobody expected.
+                    let keyframe = independent && open.0 >= options.min_segment;
+                    assert!(discontinuity || keyframe || round_ms(duration) > guard, "{hint} -> {p}");
+                } else {
+                    // A hinted keyframe that did not come.
+                    assert!(!independent && hint.part == 0 && open.1 < 64, "{hint} -> {p}");
+                }
+            }
+            if discontinuity {
+                assert_eq!(p.part, 0);
+                discontinuities.push(p.msn);
+            }
+            for w in &pushed.warnings {
+                match *w {
+                    Warning::PartOverTarget { position, .. } => {
+                        warned.insert(position);
+                    }
+                    Warning::ForcedCut { .. } => forced += 1,
+                }
+            }
+            if !m.can_render() {
+                continue;
+            }
+            for delta in [false, true] {
+                out.clear();
+                m.render(delta, &[], &mut out);
+                let text = std::str::from_utf8(&out).unwrap();
+                let seen = check(&m, text, &warned);
+                // The independent parser is slow in debug builds: every 10th version is plenty.
+                if i % 10 == 0 {
+                    let parsed = m3u8_rs::parse_media_playlist_res(&out).unwrap();
+                    assert_eq!(parsed.media_sequence, seen.media_sequence);
+                    assert_eq!(parsed.segments.len() as u64, seen.segments);
+                    assert_eq!(parsed.target_duration, 2);
+                }
+                // Item 15: the sequence numbers only grow, and count what slid out.
+                assert!(seen.media_sequence >= last_seq && seen.discontinuity_sequence >= last_dseq);
+                last_seq = seen.media_sequence;
+                last_dseq = seen.discontinuity_sequence;
+                let slid_out = discontinuities.iter().filter(|&&d| d < seen.media_sequence).count() as u64;
+                assert_eq!(seen.discontinuity_sequence, slid_out);
+                if delta {
+                    assert_eq!(seen.segments + seen.skipped, m.segments.len() as u64);
+                } else {
+                    assert_eq!(seen.segments, m.segments.len() as u64);
+                    // Once the window has filled it never holds less than 6 x TD (delta updates, item 74).
+                    filled |= seen.total_ms >= 12_000;
+                    assert!(!filled || seen.total_ms >= 12_000, "window {} ms", seen.total_ms);
+                    assert!(seen.segments as usize <= options.max_window_segments());
+                }
+            }
+        }
+        assert!(filled && forced > 0 && !discontinuities.is_empty(), "the generator covers the cases");
+        eprintln!("{forced} forced cuts, {} over-target parts, {hint_misses} hint misses", warned.len());
+        assert!(hint_misses < 1000, "{hint_misses} hint misses");
+        m.end();
+        out.clear();
+        m.render(true, &[], &mut out);
+        check(&m, std::str::from_utf8(&out).unwrap(), &warned);
     }
 }
