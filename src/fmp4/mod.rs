@@ -124,13 +124,18 @@ impl Splitter {
 
     fn advance(&mut self) -> Result<Option<Item>, Error> {
         loop {
-            let Some(header) = boxes::check(&self.buf[self.scanned..])? else { return Ok(None) };
-            if !header.printable() {
-                return Err(Error::NotFmp4(format!("box type '{}' is not printable", header.name())));
+            let rest = &self.buf[self.scanned..];
+            // The type is judged before the size, so garbage is "not fMP4" whatever its first four bytes say.
+            if let Some(kind) = rest.get(4..8) {
+                let name = || boxes::name([kind[0], kind[1], kind[2], kind[3]]);
+                if !boxes::printable(kind) {
+                    return Err(Error::NotFmp4(format!("box type '{}' is not printable", name())));
+                }
+                if !self.started && !FIRST_BOXES.iter().any(|first| first[..] == *kind) {
+                    return Err(Error::NotFmp4(format!("stream starts with box '{}'", name())));
+                }
             }
-            if !self.started && !FIRST_BOXES.contains(&&header.kind) {
-                return Err(Error::NotFmp4(format!("stream starts with box '{}'", header.name())));
-            }
+            let Some(header) = boxes::check(rest)? else { return Ok(None) };
             self.started = true;
             let Some(size) = header.size else {
                 return Err(Error::Malformed(format!(
@@ -284,6 +289,8 @@ mod tests {
     fn not_fmp4() {
         assert!(matches!(first_error(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 1 << 20), Error::NotFmp4(_)));
         assert!(matches!(first_error(&boxed(b"moov", &[]), 1 << 20), Error::NotFmp4(_)));
+        assert!(matches!(first_error(b"\0\0\0\x03\xff\xd8\xff\xe0", 1 << 20), Error::NotFmp4(_)));
+        assert!(matches!(first_error(b"\0\0\0\x03ftyp", 1 << 20), Error::Malformed(_)));
         assert!(matches!(first_error(&boxed(b"mdat", &[]), 1 << 20), Error::NotFmp4(_)));
         let mut s = stream();
         s.extend_from_slice(&boxed(b"mo\x01f", &[]));
