@@ -98,7 +98,7 @@ impl Splitter {
     }
 
     /// Bytes buffered that do not yet form a complete item; a body that ends with `pending() > 0` broke off
-    /// mid-item.
+    /// mid-item. After an error the buffer is released, so this is 0.
     pub fn pending(&self) -> usize {
         self.buf.len()
     }
@@ -227,6 +227,7 @@ mod tests {
         let mut s = Splitter::new(max_box);
         s.push(bytes);
         let err = drain(&mut s).expect_err("should fail");
+        assert_eq!(s.pending(), 0, "a poisoned splitter holds no memory");
         // Poisoned: the same error again, whatever arrives next.
         s.push(&stream());
         assert_eq!(s.next_item(), Err(err.clone()));
