@@ -24,13 +24,18 @@ impl BoxHeader {
     /// Whether every byte of the type is printable ASCII, as in every registered box type. Random bytes fail
     /// this quickly, which is how a stream that is not MP4 at all is told apart from a damaged one.
     pub fn printable(&self) -> bool {
-        self.kind.iter().all(|b| (0x20..0x7f).contains(b))
+        printable(&self.kind)
     }
 
     /// The type as text, for error messages.
     pub fn name(&self) -> String {
         name(self.kind)
     }
+}
+
+/// Whether every byte of a box type is printable ASCII (see [`BoxHeader::printable`]).
+pub fn printable(kind: &[u8]) -> bool {
+    kind.iter().all(|b| (0x20..0x7f).contains(b))
 }
 
 /// A box type as text, with non-printable bytes escaped.

@@ -110,6 +110,7 @@ fn parse_runs(bytes: &[u8], init: &Init) -> Result<Vec<TrackRun>, Error> {
     let mdat = mdat.ok_or_else(|| Error::Malformed("fragment without mdat".into()))?;
 
     let mut runs = Vec::with_capacity(2);
+    // Where the previous traf's data ended: `None` before the first traf, `Some(None)` when it cannot be known.
     let mut previous_traf_end = None;
     for traf in children(moof.body) {
         let traf = traf?;
@@ -118,7 +119,7 @@ fn parse_runs(bytes: &[u8], init: &Init) -> Result<Vec<TrackRun>, Error> {
         }
         let ctx = TrafContext { moof_start: moof.offset as u64, mdat, previous_traf_end };
         let (run, data_end) = parse_traf(traf.body, init, ctx)?;
-        previous_traf_end = data_end;
+        previous_traf_end = Some(data_end);
         runs.push(run);
     }
     if runs.is_empty() {
@@ -132,7 +133,7 @@ struct TrafContext {
     moof_start: u64,
     /// Payload range of the mdat, as offsets into the fragment.
     mdat: (u64, u64),
-    previous_traf_end: Option<u64>,
+    previous_traf_end: Option<Option<u64>>,
 }
 
 struct Tfhd {
@@ -200,7 +201,7 @@ fn parse_traf(traf: &[u8], init: &Init, ctx: TrafContext) -> Result<(TrackRun, O
     let base = match tfhd.base_data_offset {
         Some(_) => None,
         None if tfhd.default_base_is_moof => Some(ctx.moof_start),
-        None => Some(ctx.previous_traf_end.unwrap_or(ctx.moof_start)),
+        None => ctx.previous_traf_end.unwrap_or(Some(ctx.moof_start)),
     };
     let defaults = SampleDefaults {
         duration: tfhd.duration.unwrap_or(track.default_sample_duration),
@@ -483,6 +484,38 @@ pub(crate) mod tests {
         // Spare bytes after the samples are fine.
         let b = fragment(&Spec { mdat_extra: 3, ..Spec::default() });
         assert!(Fragment::parse(Bytes::from(b), &init()).is_ok());
+    }
+
+    /// Two trafs without default-base-is-moof: the second's data follows the first's (ISO 14496-12 8.8.7.1).
+    fn chained_trafs(mdat_len: usize) -> Vec<u8> {
+        let traf = |track: u32, trun: Vec<u8>| {
+            let mut t = full(b"tfhd", 0, 0, &track.to_be_bytes());
+            t.extend_from_slice(&full(b"tfdt", 1, 0, &0u64.to_be_bytes()));
+            t.extend_from_slice(&trun);
+            boxed(b"traf", &t)
+        };
+        // sample_count 2, data_offset (patched below), sizes 10 and 10
+        let trun1 = full(b"trun", 0, 0x201, &[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 10]);
+        // sample_count 1, no data offset, size 5
+        let trun2 = full(b"trun", 0, 0x200, &[0, 0, 0, 1, 0, 0, 0, 5]);
+        let mut moof = full(b"mfhd", 0, 0, &1u32.to_be_bytes());
+        let offset_at = 8 + moof.len() + 8 + 16 + 20 + 16;
+        moof.extend_from_slice(&traf(1, trun1));
+        moof.extend_from_slice(&traf(2, trun2));
+        let mut out = boxed(b"moof", &moof);
+        let data_offset = (out.len() + 8) as u32;
+        out[offset_at..offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
+        out.extend_from_slice(&boxed(b"mdat", &vec![0; mdat_len]));
+        out
+    }
+
+    #[test]
+    fn trafs_without_a_base_chain_their_data() {
+        let f = Fragment::parse(Bytes::from(chained_trafs(25)), &init()).expect("fragment");
+        assert_eq!(f.tracks.iter().map(|r| (r.track_id, r.samples)).collect::<Vec<_>>(), [(1, 2), (2, 1)]);
+        // trex durations: 512 (video), 1024 (audio).
+        assert_eq!(f.tracks.iter().map(|r| r.duration).collect::<Vec<_>>(), [1024, 1024]);
+        assert!(matches!(Fragment::parse(Bytes::from(chained_trafs(24)), &init()), Err(Error::Malformed(_))));
     }
 
     #[test]

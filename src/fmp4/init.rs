@@ -177,7 +177,7 @@ fn parse_trak(trak: &[u8]) -> Result<Track, Error> {
         let _count = r.u32()?;
         let entries = &stsd[r.position()..];
         if let Some(entry) = children(entries).next().transpose()? {
-            let parsed = sample_entry(entry.kind, entry.body)?;
+            let parsed = sample_entry(kind, entry.kind, entry.body)?;
             codec = parsed.codec;
             if width == 0 || height == 0 {
                 (width, height) = (parsed.width, parsed.height);
@@ -207,17 +207,33 @@ struct SampleEntry {
 const VISUAL_FIELDS: usize = 78;
 const AUDIO_FIELDS: usize = 28;
 
-fn sample_entry(kind: [u8; 4], body: &[u8]) -> Result<SampleEntry, Error> {
-    let visual = matches!(&kind, b"avc1" | b"avc3" | b"hvc1" | b"hev1" | b"av01" | b"vp09" | b"vp08" | b"encv");
-    let (width, height, boxes) = if visual {
-        let mut r = Reader::new(body, "visual sample entry");
-        r.skip(24)?;
-        let w = u32::from(r.u16()?);
-        let h = u32::from(r.u16()?);
-        r.skip(VISUAL_FIELDS - 28)?;
-        (w, h, &body[VISUAL_FIELDS..])
-    } else {
-        (0, 0, body.get(AUDIO_FIELDS..).unwrap_or_default())
+fn sample_entry(track: TrackKind, kind: [u8; 4], body: &[u8]) -> Result<SampleEntry, Error> {
+    let (width, height, boxes) = match track {
+        TrackKind::Video => {
+            let mut r = Reader::new(body, "visual sample entry");
+            r.skip(24)?;
+            let w = u32::from(r.u16()?);
+            let h = u32::from(r.u16()?);
+            r.skip(VISUAL_FIELDS - 28)?;
+            (w, h, &body[VISUAL_FIELDS..])
+        }
+        TrackKind::Audio => {
+            let mut r = Reader::new(body, "audio sample entry");
+            r.skip(8)?;
+            // QuickTime sound descriptions reuse the reserved field as a version with extra fields after.
+            let extra = match r.u16()? {
+                1 => 16,
+                2 => 36,
+                _ => 0,
+            };
+            r.skip(AUDIO_FIELDS - 10 + extra)?;
+            (0, 0, &body[AUDIO_FIELDS + extra..])
+        }
+        TrackKind::Other => {
+            // Unknown layout: name the format, and do not fail the whole init over a side track.
+            let codec = codec_string(kind, &[]).ok().flatten();
+            return Ok(SampleEntry { codec, width: 0, height: 0 });
+        }
     };
     // Encrypted entries name their real format in sinf/frma; the codec configuration boxes sit beside sinf.
     let format = if matches!(&kind, b"encv" | b"enca") {
@@ -516,6 +532,23 @@ pub(crate) mod tests {
             }
             assert!(Init::parse(Bytes::from(b)).is_err(), "truncated at {n}");
         }
+    }
+
+    #[test]
+    fn side_tracks_and_quicktime_audio_entries() {
+        let mut qt_audio = vec![0; AUDIO_FIELDS + 16];
+        qt_audio[8..10].copy_from_slice(&1u16.to_be_bytes());
+        qt_audio.extend_from_slice(&boxed(b"dOps", &[0; 11]));
+        let mut moov = trak(1, b"soun", 48000, boxed(b"Opus", &qt_audio));
+        // A WebVTT entry is a SampleEntry followed by boxes; read with audio offsets it would look truncated.
+        let mut wvtt = vec![0; 8];
+        wvtt.extend_from_slice(&boxed(b"vttC", b"WEBVTT"));
+        moov.extend_from_slice(&trak(3, b"text", 1000, boxed(b"wvtt", &wvtt)));
+        moov.extend_from_slice(&boxed(b"mvex", &trex(1, 960, 0)));
+        let init = Init::parse(Bytes::from(boxed(b"moov", &moov))).expect("init");
+        assert_eq!(init.codecs(), "opus,wvtt");
+        assert_eq!(init.main_track().map(|t| t.id), Some(1));
+        assert_eq!(init.resolution(), None);
     }
 
     #[test]

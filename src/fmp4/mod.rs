@@ -98,7 +98,7 @@ impl Splitter {
     }
 
     /// Bytes buffered that do not yet form a complete item; a body that ends with `pending() > 0` broke off
-    /// mid-item.
+    /// mid-item. After an error the buffer is released, so this is 0.
     pub fn pending(&self) -> usize {
         self.buf.len()
     }
@@ -124,13 +124,18 @@ impl Splitter {
 
     fn advance(&mut self) -> Result<Option<Item>, Error> {
         loop {
-            let Some(header) = boxes::check(&self.buf[self.scanned..])? else { return Ok(None) };
-            if !header.printable() {
-                return Err(Error::NotFmp4(format!("box type '{}' is not printable", header.name())));
+            let rest = &self.buf[self.scanned..];
+            // The type is judged before the size, so garbage is "not fMP4" whatever its first four bytes say.
+            if let Some(kind) = rest.get(4..8) {
+                let name = || boxes::name([kind[0], kind[1], kind[2], kind[3]]);
+                if !boxes::printable(kind) {
+                    return Err(Error::NotFmp4(format!("box type '{}' is not printable", name())));
+                }
+                if !self.started && !FIRST_BOXES.iter().any(|first| first[..] == *kind) {
+                    return Err(Error::NotFmp4(format!("stream starts with box '{}'", name())));
+                }
             }
-            if !self.started && !FIRST_BOXES.contains(&&header.kind) {
-                return Err(Error::NotFmp4(format!("stream starts with box '{}'", header.name())));
-            }
+            let Some(header) = boxes::check(rest)? else { return Ok(None) };
             self.started = true;
             let Some(size) = header.size else {
                 return Err(Error::Malformed(format!(
@@ -222,6 +227,7 @@ mod tests {
         let mut s = Splitter::new(max_box);
         s.push(bytes);
         let err = drain(&mut s).expect_err("should fail");
+        assert_eq!(s.pending(), 0, "a poisoned splitter holds no memory");
         // Poisoned: the same error again, whatever arrives next.
         s.push(&stream());
         assert_eq!(s.next_item(), Err(err.clone()));
@@ -284,6 +290,8 @@ mod tests {
     fn not_fmp4() {
         assert!(matches!(first_error(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 1 << 20), Error::NotFmp4(_)));
         assert!(matches!(first_error(&boxed(b"moov", &[]), 1 << 20), Error::NotFmp4(_)));
+        assert!(matches!(first_error(b"\0\0\0\x03\xff\xd8\xff\xe0", 1 << 20), Error::NotFmp4(_)));
+        assert!(matches!(first_error(b"\0\0\0\x03ftyp", 1 << 20), Error::Malformed(_)));
         assert!(matches!(first_error(&boxed(b"mdat", &[]), 1 << 20), Error::NotFmp4(_)));
         let mut s = stream();
         s.extend_from_slice(&boxed(b"mo\x01f", &[]));
