@@ -1230,6 +1230,60 @@ s8.mp4
         );
     }
 
+    // The state lives in deques sized up front: once the window has filled, pushing and rendering do not grow them.
+    #[test]
+    fn steady_state_does_not_reallocate() {
+        let mut f = Feed::new(&Options::default(), 200, 5);
+        f.push_n(5 * 30);
+        let capacity = (f.m.segments.capacity(), f.m.parts.capacity());
+        let mut out = Vec::new();
+        for _ in 0..5 * 100 {
+            f.push();
+            out.clear();
+            f.m.render(false, &[], &mut out);
+        }
+        assert_eq!((f.m.segments.capacity(), f.m.parts.capacity()), capacity);
+        assert_eq!(f.m.segments.len(), 24);
+    }
+
+    // Nothing precedes the first segment: a discontinuity flag on the very first part adds no tag.
+    #[test]
+    fn item_7_no_discontinuity_tag_on_the_first_segment_of_the_stream() {
+        let mut m = M3u8Manifest::new(&small());
+        let part = |independent, discontinuity| PartMeta {
+            duration: Duration::from_millis(500),
+            independent,
+            discontinuity,
+            wallclock: at(0),
+        };
+        m.push(part(true, true));
+        m.push(part(false, false));
+        m.push(part(true, false));
+        let mut out = Vec::new();
+        m.render(false, &[], &mut out);
+        assert!(!String::from_utf8(out).unwrap().contains("DISCONTINUITY\n"));
+        assert_eq!(m.discontinuity_sequence, 0);
+    }
+
+    // Callers refuse parts after the end; if one comes anyway the stream resumes on a new timeline, not a panic.
+    #[test]
+    fn a_part_after_the_end_resumes_with_a_discontinuity() {
+        let mut f = Feed::new(&small(), 500, 2);
+        f.push_n(3);
+        f.m.end();
+        let p = f.push();
+        assert_eq!(p.position, Position::new(2, 0));
+        assert!(!f.m.is_ended());
+        let text = f.text(false, &[]);
+        assert!(text.ends_with(
+            "#EXT-X-DISCONTINUITY
+#EXT-X-PROGRAM-DATE-TIME:2026-03-01T12:00:01.500Z
+#EXT-X-PART:DURATION=0.500,URI=\"p2.0.mp4\"
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p2.1.mp4\"
+"
+        ));
+    }
+
     #[test]
     fn dates_are_utc_with_milliseconds() {
         let date = |secs: u64, ms: u64| {
