@@ -14,8 +14,26 @@
 //! - the part is independent and the open segment is at least `min_segment` long (segments start at keyframes,
 //!   item 13). This also holds when the preload hint named the next part of the open segment: a keyframe-aligned
 //!   segment is worth a wrong hint, and the hint only errs when the encoder's keyframe cadence changes;
-//! - the open segment already holds `max_parts_per_segment` parts, or the part would make its `EXTINF` round
-//!   above the target duration (item 68). Both are forced cuts, reported as [`Warning::ForcedCut`].
+//! - the open segment already holds `max_parts_per_segment` parts, or one more part as long as `PART-TARGET`
+//!   (or this part, if longer) would make its `EXTINF` round above the target duration (item 68). Both are
+//!   forced cuts, reported as [`Warning::ForcedCut`]. Judging by `PART-TARGET` rather than by the part at hand
+//!   cuts at most one part early, and lets the preload hint announce the cut before the part arrives.
+//!
+//! # Preload hint
+//!
+//! [`M3u8Manifest::next_part`] names part 0 of the next segment when a forced cut is due, or when the open
+//! segment has reached `min_segment` and the keyframe cadence seen so far (the distance in parts between the last
+//! two independent parts) says the next part is independent; otherwise the next part of the open segment. A part
+//! that contradicts the hint wins: a dependent part after a hinted new segment stays in the open segment, an
+//! independent one after a hinted next part starts a new segment, as above.
+//!
+//! # Window
+//!
+//! Complete segments are dropped from the head while the rest still hold `window` (at least 6 × TD) of media,
+//! and whenever more than `Options::max_window_segments` would be listed: the rings of the other modules are
+//! sized by that count, so it wins over the media-time rule in the (pathological) case of many tiny segments.
+//! Parts are listed for the open segment and for complete segments that end within `part_window` of the end
+//! of the playlist (the end of its last part).
 //!
 //! # Durations
 //!
@@ -1182,6 +1200,88 @@ s8.mp4
         }
         m.push(meta(300_000, true));
         assert_eq!(m.part_target(), Some(Duration::from_millis(300)));
+    }
+
+    /// A rough cost of what the stream owner does per published part: render full + delta for a 24 s window of
+    /// 1 s segments with 5 parts each. Run with
+    /// `cargo test --release -p playlists manifest::tests::render_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn render_timing() {
+        let mut f = Feed::new(&Options::default(), 200, 5);
+        f.push_n(5 * 200 + 3);
+        let reports = [RenditionReport { uri: "../v360/index.m3u8".into(), last: Position::new(200, 3) }];
+        let (mut full, mut delta) = (Vec::with_capacity(8192), Vec::with_capacity(8192));
+        let rounds = 100_000;
+        let start = std::time::Instant::now();
+        for _ in 0..rounds {
+            full.clear();
+            delta.clear();
+            f.m.render(false, &reports, &mut full);
+            f.m.render(true, &reports, &mut delta);
+            std::hint::black_box((&full, &delta));
+        }
+        let each = start.elapsed() / rounds;
+        eprintln!(
+            "render full ({} B, {} segments) + delta ({} B): {each:?} per part",
+            full.len(),
+            f.m.segments.len(),
+            delta.len()
+        );
+    }
+
+    // The state lives in deques sized up front: once the window has filled, pushing and rendering do not grow them.
+    #[test]
+    fn steady_state_does_not_reallocate() {
+        let mut f = Feed::new(&Options::default(), 200, 5);
+        f.push_n(5 * 30);
+        let capacity = (f.m.segments.capacity(), f.m.parts.capacity());
+        let mut out = Vec::new();
+        for _ in 0..5 * 100 {
+            f.push();
+            out.clear();
+            f.m.render(false, &[], &mut out);
+        }
+        assert_eq!((f.m.segments.capacity(), f.m.parts.capacity()), capacity);
+        assert_eq!(f.m.segments.len(), 24);
+    }
+
+    // Nothing precedes the first segment: a discontinuity flag on the very first part adds no tag.
+    #[test]
+    fn item_7_no_discontinuity_tag_on_the_first_segment_of_the_stream() {
+        let mut m = M3u8Manifest::new(&small());
+        let part = |independent, discontinuity| PartMeta {
+            duration: Duration::from_millis(500),
+            independent,
+            discontinuity,
+            wallclock: at(0),
+        };
+        m.push(part(true, true));
+        m.push(part(false, false));
+        m.push(part(true, false));
+        let mut out = Vec::new();
+        m.render(false, &[], &mut out);
+        assert!(!String::from_utf8(out).unwrap().contains("DISCONTINUITY\n"));
+        assert_eq!(m.discontinuity_sequence, 0);
+    }
+
+    // Callers refuse parts after the end; if one comes anyway the stream resumes on a new timeline, not a panic.
+    #[test]
+    fn a_part_after_the_end_resumes_with_a_discontinuity() {
+        let mut f = Feed::new(&small(), 500, 2);
+        f.push_n(3);
+        f.m.end();
+        let p = f.push();
+        assert_eq!(p.position, Position::new(2, 0));
+        assert!(!f.m.is_ended());
+        let text = f.text(false, &[]);
+        assert!(text.ends_with(
+            "#EXT-X-DISCONTINUITY
+#EXT-X-PROGRAM-DATE-TIME:2026-03-01T12:00:01.500Z
+#EXT-X-PART:DURATION=0.500,URI=\"p2.0.mp4\"
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p2.1.mp4\"
+"
+        ));
     }
 
     #[test]
