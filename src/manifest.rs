@@ -307,6 +307,7 @@ impl M3u8Manifest {
             last_part: self.last_part,
             last_segment: self.segments.back().map(|s| s.msn),
             part_target: self.part_target,
+            hint: self.next_part(),
             ended: self.ended,
             removed: false,
         }
@@ -748,6 +749,7 @@ s0.mp4
                 last_part: Some(Position::new(1, 0)),
                 last_segment: Some(0),
                 part_target: Some(Duration::from_millis(200)),
+                hint: Some(Position::new(1, 1)),
                 ended: false,
                 removed: false,
             }

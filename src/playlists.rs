@@ -1,3 +1,543 @@
-//! playlists (in progress)
-/// Placeholder.
-pub struct Playlists;
+//! `Playlists`: the caches tied together, the set of live streams, and the per-stream position watch.
+//!
+//! The owner of a stream (its actor in the server) calls [`Stream::set_init`], [`Stream::publish`] and
+//! [`Stream::end`]; each publish updates, in this order, the part ring ([`ChunkCache`]), the rendered playlists
+//! ([`M3u8Cache`], rendered once in all four forms) and the stream's [`Edge`] watch, which wakes every held
+//! request of that stream at once. Readers ([`Stream::playlist`], [`Stream::wait_part`], [`Stream::segment`],
+//! [`Stream::init`]) never take the writer's lock.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use tokio::sync::watch;
+
+use crate::chunk_cache::{self, ChunkCache, Segment};
+use crate::error::Error;
+use crate::fmp4::{Fragment, Init};
+use crate::m3u8_cache::{self, M3u8Cache, Rendered};
+use crate::manifest::{ClosedSegment, M3u8Manifest, PartMeta, RenditionReport, Warning};
+use crate::options::Options;
+use crate::position::{Decision, Edge, PlaylistRequest, Position, Want};
+use crate::stream_id::StreamId;
+
+/// Segments' worth of rendered playlist versions kept per stream: enough for every request that is still being
+/// answered from a version that was just replaced.
+const VERSION_ROWS: usize = 4;
+
+/// What a stream is, for status reports.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StreamInfo {
+    /// The `CODECS` string of the init segment.
+    pub codecs: Option<String>,
+    /// Width and height of the video track.
+    pub resolution: Option<(u32, u32)>,
+    /// Peak bit rate of a complete segment, bits per second (the multivariant `BANDWIDTH`).
+    pub peak_bandwidth: u64,
+    /// When the stream started.
+    pub started_at: Option<SystemTime>,
+    /// When the newest part was published.
+    pub last_part_at: Option<SystemTime>,
+    /// Parts published.
+    pub parts: u64,
+    /// Segments completed.
+    pub segments: u64,
+    /// Bytes published (parts).
+    pub bytes: u64,
+    /// The advertised `PART-TARGET`.
+    pub part_target: Option<Duration>,
+    /// `EXT-X-TARGETDURATION`.
+    pub target_duration: u32,
+    /// The stream's edge.
+    pub edge: Edge,
+}
+
+/// What one publish did, for the owner's events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    /// Where the part went.
+    pub position: Position,
+    /// Its duration.
+    pub duration: Duration,
+    /// Whether it starts with an independent frame.
+    pub independent: bool,
+    /// Its size in bytes.
+    pub bytes: usize,
+    /// The segment this part's arrival closed.
+    pub closed: Option<ClosedSegment>,
+    /// Whether the part starts a discontinuity (encoder restart, timeline jump, new init).
+    pub discontinuity: bool,
+    /// Anything a player may trip on.
+    pub warnings: Vec<Warning>,
+}
+
+/// The renditions of one group (`group/name` stream ids), for rendition reports and the multivariant playlist.
+#[derive(Default)]
+struct Group {
+    members: RwLock<Vec<(StreamId, Arc<Stream>)>>,
+}
+
+/// The writer's state of one stream, behind its lock.
+struct Writer {
+    manifest: M3u8Manifest,
+    init: Option<Arc<Init>>,
+    /// Where the main track's timeline should continue: (decode time, timescale).
+    next_decode: Option<(u64, u32)>,
+    discontinuity: bool,
+    info: StreamInfo,
+    full: Vec<u8>,
+    delta: Vec<u8>,
+}
+
+/// One live stream: its rings, its watch and its writer state.
+pub struct Stream {
+    id: StreamId,
+    generation: u64,
+    options: Arc<Options>,
+    parts: Arc<chunk_cache::Ring>,
+    versions: Arc<m3u8_cache::Versions>,
+    edge: watch::Sender<Edge>,
+    writer: Mutex<Writer>,
+    group: Option<Arc<Group>>,
+}
+
+impl Stream {
+    /// The stream's id.
+    pub fn id(&self) -> &StreamId {
+        &self.id
+    }
+
+    /// Unique per stream for the life of the [`Playlists`]: a stream re-created under the same id has another.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sets (or replaces) the init segment. A different init once parts exist means the encoder restarted: the
+    /// next part starts a discontinuity.
+    pub fn set_init(&self, init: Arc<Init>) -> Result<(), Error> {
+        if init.bytes.len() > self.options.max_init_bytes {
+            return Err(Error::TooLarge {
+                what: "init segment",
+                size: init.bytes.len(),
+                limit: self.options.max_init_bytes,
+            });
+        }
+        let mut w = self.writer();
+        if w.manifest.is_ended() {
+            return Err(Error::StreamEnded);
+        }
+        let changed = w.init.as_ref().is_some_and(|old| old.bytes != init.bytes);
+        if changed && w.info.parts > 0 {
+            w.discontinuity = true;
+        }
+        w.info.codecs = Some(init.codecs());
+        w.info.resolution = init.resolution();
+        self.versions.set_init(init.bytes.clone());
+        w.init = Some(init);
+        Ok(())
+    }
+
+    /// The init segment the stream's fragments are parsed with.
+    pub fn current_init(&self) -> Option<Arc<Init>> {
+        self.writer().init.clone()
+    }
+
+    /// Marks the next part as the start of a discontinuity (an encoder reconnected).
+    pub fn mark_discontinuity(&self) {
+        let mut w = self.writer();
+        if w.info.parts > 0 {
+            w.discontinuity = true;
+        }
+    }
+
+    /// Publishes one fragment as the next part: its duration and independence come from its boxes, a jump in
+    /// its decode time starts a discontinuity.
+    pub fn publish(&self, fragment: Fragment, now: SystemTime) -> Result<Published, Error> {
+        let mut w = self.writer();
+        if w.init.is_none() {
+            return Err(Error::NoInit);
+        }
+        let duration = fragment.duration();
+        let decode = fragment.decode_time();
+        let jump = match (w.next_decode, decode) {
+            (Some((expected, ts)), Some((base, ts2))) => ts != ts2 || base.abs_diff(expected) > ticks(duration, ts) / 2,
+            _ => false,
+        };
+        let meta = PartMeta { duration, independent: fragment.independent(), discontinuity: jump, wallclock: now };
+        let published = self.publish_locked(&mut w, fragment.bytes, meta)?;
+        w.next_decode = decode.map(|(base, ts)| (base + ticks(duration, ts), ts));
+        Ok(published)
+    }
+
+    /// Publishes one part whose timing the caller already knows (the Rust API for embedding without fMP4 parsing).
+    pub fn publish_part(&self, bytes: Bytes, meta: PartMeta) -> Result<Published, Error> {
+        let mut w = self.writer();
+        self.publish_locked(&mut w, bytes, meta)
+    }
+
+    fn publish_locked(&self, w: &mut Writer, bytes: Bytes, mut meta: PartMeta) -> Result<Published, Error> {
+        if w.manifest.is_ended() {
+            return Err(Error::StreamEnded);
+        }
+        if bytes.len() > self.options.max_part_bytes {
+            return Err(Error::TooLarge { what: "part", size: bytes.len(), limit: self.options.max_part_bytes });
+        }
+        meta.discontinuity |= std::mem::take(&mut w.discontinuity);
+        let (duration, independent, discontinuity, now) =
+            (meta.duration, meta.independent, meta.discontinuity, meta.wallclock);
+        let size = bytes.len();
+        let pushed = w.manifest.push(meta);
+        // The manifest only hands out positions that follow the last one, inside a segment's capacity.
+        self.parts.publish(pushed.position, bytes)?;
+        if let Some(closed) = &pushed.closed {
+            w.info.segments += 1;
+            self.note_segment(w, closed);
+        }
+        w.info.parts += 1;
+        w.info.bytes += size as u64;
+        w.info.last_part_at = Some(now);
+        w.info.started_at.get_or_insert(now);
+        self.render(w, pushed.position);
+        Ok(Published {
+            position: pushed.position,
+            duration,
+            independent,
+            bytes: size,
+            closed: pushed.closed,
+            discontinuity,
+            warnings: pushed.warnings,
+        })
+    }
+
+    fn note_segment(&self, w: &mut Writer, closed: &ClosedSegment) {
+        let secs = closed.duration.as_secs_f64();
+        if secs > 0.0 {
+            if let Some(seg) = self.parts.segment(closed.msn) {
+                let bps = (seg.len() as f64 * 8.0 / secs) as u64;
+                w.info.peak_bandwidth = w.info.peak_bandwidth.max(bps);
+            }
+        }
+    }
+
+    /// Renders the playlist in its four forms, stores it, then wakes the waiters.
+    fn render(&self, w: &mut Writer, position: Position) {
+        let edge = w.manifest.edge();
+        w.info.edge = edge;
+        w.info.part_target = edge.part_target;
+        if w.manifest.can_render() {
+            let reports = self.reports();
+            let Writer { manifest, full, delta, .. } = w;
+            full.clear();
+            delta.clear();
+            manifest.render(false, &reports, full);
+            manifest.render(true, &reports, delta);
+            let delta = (delta != full).then(|| Bytes::copy_from_slice(delta));
+            let rendered =
+                Rendered::new(position, edge.ended, Bytes::copy_from_slice(full), delta, self.options.gzip_level);
+            self.versions.publish(Arc::new(rendered));
+        }
+        self.edge.send_replace(edge);
+    }
+
+    fn reports(&self) -> Vec<RenditionReport> {
+        let Some(group) = &self.group else { return Vec::new() };
+        let members = group.members.read().unwrap_or_else(PoisonError::into_inner);
+        members
+            .iter()
+            .filter(|(id, _)| id != &self.id)
+            .filter_map(|(id, s)| {
+                let last = s.edge().last_part?;
+                Some(RenditionReport { uri: format!("../{}/index.m3u8", id.name()), last })
+            })
+            .collect()
+    }
+
+    /// Ends the stream: the playlist gets `EXT-X-ENDLIST`, the open segment is closed, and every held request is
+    /// answered. Ending twice does nothing.
+    pub fn end(&self) -> Option<ClosedSegment> {
+        let mut w = self.writer();
+        if w.manifest.is_ended() {
+            return None;
+        }
+        let closed = w.manifest.end();
+        self.parts.complete_last();
+        if let Some(c) = &closed {
+            w.info.segments += 1;
+            self.note_segment(&mut w, c);
+        }
+        let position = w.manifest.edge().last_part.unwrap_or_default();
+        self.render(&mut w, position);
+        closed
+    }
+
+    /// A snapshot of the stream's status.
+    pub fn info(&self) -> StreamInfo {
+        let mut info = self.writer().info.clone();
+        info.target_duration = self.options.target_duration;
+        info
+    }
+
+    // ----- readers: none of these takes the writer's lock -----
+
+    /// What the stream has published: no lock beyond the watch's.
+    pub fn edge(&self) -> Edge {
+        *self.edge.borrow()
+    }
+
+    /// A receiver of the stream's edge, woken at every part.
+    pub fn subscribe(&self) -> watch::Receiver<Edge> {
+        self.edge.subscribe()
+    }
+
+    /// Waits until `done` holds for the edge, the stream is removed, or `timeout` passes.
+    async fn wait_edge(&self, timeout: Duration, done: impl FnMut(&Edge) -> bool) -> Result<Edge, Error> {
+        let mut done = done;
+        let mut rx = self.edge.subscribe();
+        let waited = tokio::time::timeout(timeout, rx.wait_for(|e| e.removed || done(e))).await;
+        match waited {
+            Ok(Ok(edge)) => Ok(*edge),
+            // The sender lives as long as the stream, which this borrow keeps alive.
+            Ok(Err(_)) => Err(Error::NotFound),
+            Err(_) => Err(Error::Timeout(self.edge().last_part.unwrap_or_default())),
+        }
+    }
+
+    /// Answers a playlist request: at once when it is satisfied, after holding it until the edge satisfies it
+    /// (woken by the watch, never by polling), or with an error: [`Error::BadRequest`] (400),
+    /// [`Error::Timeout`] after `timeout` (503), [`Error::NotFound`] if the stream went away.
+    pub async fn playlist(&self, request: &PlaylistRequest, timeout: Duration) -> Result<Arc<Rendered>, Error> {
+        let want = match request.decide(&self.edge()) {
+            Decision::Reject(reason) => return Err(Error::BadRequest(reason)),
+            Decision::Ready => None,
+            Decision::Wait(want) => Some(want),
+        };
+        if let Some(want) = want {
+            let edge = self.wait_edge(timeout, |e| want.is_met(e)).await?;
+            if !want.is_met(&edge) {
+                return Err(Error::NotFound);
+            }
+        }
+        // The newest version satisfies whatever the request waited for: the edge only moves forward.
+        self.versions.latest().ok_or(Error::NotFound)
+    }
+
+    /// The rendered version whose newest part is `position`, if still retained.
+    pub fn playlist_version(&self, position: Position) -> Option<Arc<Rendered>> {
+        self.versions.get(position)
+    }
+
+    /// The newest rendered playlist.
+    pub fn latest_playlist(&self) -> Option<Arc<Rendered>> {
+        self.versions.latest()
+    }
+
+    /// The part at `position`, if retained.
+    pub fn part(&self, position: Position) -> Option<Bytes> {
+        self.parts.get(position)
+    }
+
+    /// The part at `position`; the part named by the preload hint is held until it is published (checklist
+    /// item 39). Anything else that is not retained is [`Error::NotFound`] (item 42), and so is a hint that was
+    /// retracted while waiting.
+    pub async fn wait_part(&self, position: Position, timeout: Duration) -> Result<Bytes, Error> {
+        if let Some(b) = self.parts.get(position) {
+            return Ok(b);
+        }
+        if self.edge().hint != Some(position) {
+            return Err(Error::NotFound);
+        }
+        self.wait_edge(timeout, |e| e.ended || e.hint != Some(position)).await?;
+        self.parts.get(position).ok_or(Error::NotFound)
+    }
+
+    /// The complete segment `msn`, if retained.
+    pub fn segment(&self, msn: u64) -> Option<Segment> {
+        self.parts.segment(msn)
+    }
+
+    /// The init segment.
+    pub fn init(&self) -> Option<Bytes> {
+        self.versions.init()
+    }
+
+    /// Whether a request waiting for `want` could ever be met by this stream (it has not been removed).
+    pub fn is_removed(&self) -> bool {
+        self.edge().removed
+    }
+
+    /// How long a blocking request is held: 3 × target duration.
+    pub fn blocking_timeout(&self) -> Duration {
+        self.options.blocking_timeout()
+    }
+
+    /// Whether `want` is met now.
+    pub fn is_met(&self, want: Want) -> bool {
+        want.is_met(&self.edge())
+    }
+}
+
+fn ticks(d: Duration, timescale: u32) -> u64 {
+    (d.as_nanos() * u128::from(timescale) / 1_000_000_000) as u64
+}
+
+/// All live streams and the caches their media sits in.
+pub struct Playlists {
+    options: Arc<Options>,
+    chunks: ChunkCache,
+    m3u8: M3u8Cache,
+    streams: DashMap<StreamId, Arc<Stream>>,
+    groups: DashMap<String, Arc<Group>>,
+}
+
+impl Playlists {
+    /// An empty set of streams sharing `options`.
+    pub fn new(options: Options) -> Result<Self, Error> {
+        options.validate()?;
+        Ok(Self {
+            chunks: ChunkCache::new(&options),
+            m3u8: M3u8Cache::new(VERSION_ROWS, options.max_parts_per_segment),
+            options: Arc::new(options),
+            streams: DashMap::new(),
+            groups: DashMap::new(),
+        })
+    }
+
+    /// The options.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The part rings.
+    pub fn chunk_cache(&self) -> &ChunkCache {
+        &self.chunks
+    }
+
+    /// The rendered playlists.
+    pub fn m3u8_cache(&self) -> &M3u8Cache {
+        &self.m3u8
+    }
+
+    /// The live stream `id`, created if it does not exist or has ended (a new stream with the same id starts
+    /// from fresh rings and never sees the old one's data).
+    pub fn start(&self, id: &StreamId) -> Result<Arc<Stream>, Error> {
+        if let Some(s) = self.stream(id) {
+            if !s.edge().ended {
+                return Ok(s);
+            }
+        }
+        if !self.streams.contains_key(id) && self.streams.len() >= self.options.max_streams {
+            return Err(Error::TooManyStreams(self.options.max_streams));
+        }
+        let stream = match self.streams.entry(id.clone()) {
+            Entry::Occupied(e) if !e.get().edge().ended => return Ok(Arc::clone(e.get())),
+            entry => {
+                let stream = self.new_stream(id);
+                if let Entry::Occupied(e) = &entry {
+                    e.get().edge.send_modify(|edge| edge.removed = true);
+                    self.leave_group(e.get());
+                }
+                entry.insert(Arc::clone(&stream));
+                stream
+            }
+        };
+        if let Some(group) = &stream.group {
+            group.members.write().unwrap_or_else(PoisonError::into_inner).push((id.clone(), Arc::clone(&stream)));
+        }
+        Ok(stream)
+    }
+
+    fn new_stream(&self, id: &StreamId) -> Arc<Stream> {
+        let parts = self.chunks.add_stream(id);
+        let versions = self.m3u8.add_stream(id);
+        let group = id.group().map(|g| Arc::clone(&self.groups.entry(g.to_owned()).or_default()));
+        Arc::new(Stream {
+            id: id.clone(),
+            generation: parts.generation(),
+            options: Arc::clone(&self.options),
+            parts,
+            versions,
+            edge: watch::Sender::new(Edge::default()),
+            writer: Mutex::new(Writer {
+                manifest: M3u8Manifest::new(&self.options),
+                init: None,
+                next_decode: None,
+                discontinuity: false,
+                info: StreamInfo { target_duration: self.options.target_duration, ..StreamInfo::default() },
+                full: Vec::with_capacity(8 << 10),
+                delta: Vec::with_capacity(8 << 10),
+            }),
+            group,
+        })
+    }
+
+    fn leave_group(&self, stream: &Arc<Stream>) {
+        if let Some(group) = &stream.group {
+            group.members.write().unwrap_or_else(PoisonError::into_inner).retain(|(_, s)| !Arc::ptr_eq(s, stream));
+        }
+    }
+
+    /// The stream `id`.
+    pub fn stream(&self, id: &StreamId) -> Option<Arc<Stream>> {
+        self.streams.get(id).map(|s| Arc::clone(s.value()))
+    }
+
+    /// All streams.
+    pub fn streams(&self) -> Vec<Arc<Stream>> {
+        self.streams.iter().map(|s| Arc::clone(s.value())).collect()
+    }
+
+    /// Number of streams.
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Whether there are no streams.
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+
+    /// Removes `id`: its memory is freed once the last reader lets go, and every request held on it is answered.
+    pub fn remove(&self, id: &StreamId) -> Option<Arc<Stream>> {
+        let (_, stream) = self.streams.remove(id)?;
+        self.chunks.remove_stream(id);
+        self.m3u8.remove_stream(id);
+        self.leave_group(&stream);
+        if let Some(g) = id.group() {
+            self.groups
+                .remove_if(g, |_, group| group.members.read().unwrap_or_else(PoisonError::into_inner).is_empty());
+        }
+        stream.edge.send_modify(|edge| edge.removed = true);
+        Some(stream)
+    }
+
+    /// The multivariant playlist of `group`: one `EXT-X-STREAM-INF` per rendition that has a playlist, with
+    /// `BANDWIDTH`, `CODECS` and `RESOLUTION` read from its media.
+    pub fn master(&self, group: &str) -> Option<String> {
+        let group = self.groups.get(group).map(|g| Arc::clone(g.value()))?;
+        let members = group.members.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+        let mut any = false;
+        for (id, stream) in members {
+            let info = stream.info();
+            if !info.edge.has_playlist() {
+                continue;
+            }
+            any = true;
+            out.push_str(&format!("#EXT-X-STREAM-INF:BANDWIDTH={}", info.peak_bandwidth.max(1)));
+            if let Some(codecs) = info.codecs.filter(|c| !c.is_empty()) {
+                out.push_str(&format!(",CODECS=\"{codecs}\""));
+            }
+            if let Some((w, h)) = info.resolution {
+                out.push_str(&format!(",RESOLUTION={w}x{h}"));
+            }
+            out.push_str(&format!("\n{}/index.m3u8\n", id.name()));
+        }
+        any.then_some(out)
+    }
+}
