@@ -1,1 +1,198 @@
 //! `playlists-actors`: the control plane and HTTP front end of the playlists LL-HLS server.
+//!
+//! # Layout
+//!
+//! - [`stream`]: `StreamActor`, the one writer of a live stream (rollover, publish, idle and end).
+//! - [`registry`]: `Registry`, which routes stream ids to actors, creates, ends and removes streams, and re-creates
+//!   an actor that died without losing what it published.
+//! - [`status`]: `StatusHub`, stream events fanned out to subscribers.
+//! - [`http`]: the actix-web routes (ingest, playback, API) and the one error-to-status mapping.
+//! - [`config`]: the one `Config` (CLI, environment, TOML file).
+//! - [`demo`]: the built-in demo stream, a committed fixture looped at real-time pace.
+//!
+//! # Embedding
+//!
+//! Start an [`Engine`] inside a running actix system and mount its routes into your own `App`:
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use actix_web::{App, HttpServer};
+//! let engine = playlists_actors::Engine::start(Default::default()).expect("valid options");
+//! let routes = engine.routes();
+//! HttpServer::new(move || App::new().configure(routes.clone())).bind("127.0.0.1:8080")?.run().await
+//! # }
+//! ```
+
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod registry;
+pub mod status;
+pub mod stream;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::{web, App, HttpServer};
+use bytes::Bytes;
+use playlists::fmp4::{Fragment, Init};
+use playlists::playlists::Published;
+use playlists::{Options, Playlists, StreamId};
+
+use crate::http::{ApiError, AppState, IngestAuth};
+use crate::registry::{EndAll, EndStream, Registry, Route};
+use crate::status::StatusHub;
+use crate::stream::{Item, Lifetimes};
+
+/// What an [`Engine`] is built from.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The data plane's options.
+    pub options: Options,
+    /// Who may ingest.
+    pub auth: IngestAuth,
+    /// Idle timeout and grace period of streams.
+    pub lifetimes: Lifetimes,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            options: Options::default(),
+            auth: IngestAuth::default(),
+            lifetimes: Lifetimes { idle: Duration::from_secs(10), grace: Duration::from_secs(30) },
+        }
+    }
+}
+
+/// A running engine: the caches, the registry and the status hub. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    state: web::Data<AppState>,
+}
+
+impl Engine {
+    /// Starts the registry in the current actix system. Call it from inside one (`#[actix_web::main]`), before
+    /// `HttpServer::new` (whose factory runs once per worker).
+    pub fn start(config: EngineConfig) -> Result<Self, playlists::Error> {
+        let playlists = Arc::new(Playlists::new(config.options)?);
+        let hub = StatusHub::new();
+        let registry = Registry::new(Arc::clone(&playlists), hub.clone(), config.lifetimes).start();
+        Ok(Self { state: web::Data::new(AppState { playlists, registry, hub, auth: config.auth }) })
+    }
+
+    /// The routes, for `App::new().configure(engine.routes())`.
+    pub fn routes(&self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+        let state = self.state.clone();
+        move |cfg| http::configure(cfg, state.clone())
+    }
+
+    /// The data plane.
+    pub fn playlists(&self) -> &Arc<Playlists> {
+        &self.state.playlists
+    }
+
+    /// The stream events.
+    pub fn hub(&self) -> &StatusHub {
+        &self.state.hub
+    }
+
+    /// The registry actor.
+    pub fn registry(&self) -> &Addr<Registry> {
+        &self.state.registry
+    }
+
+    async fn deliver(&self, id: &StreamId, item: Item) -> Result<Option<Published>, ApiError> {
+        let mut addr = self.state.registry.send(Route { id: id.clone() }).await.map_err(|_| stopped())??;
+        http::ingest::deliver_one(&self.state, id, &mut addr, item).await
+    }
+
+    /// Sets the init segment of `id` (creating the stream), without HTTP.
+    pub async fn publish_init(&self, id: &StreamId, init: Bytes) -> Result<Arc<Init>, ApiError> {
+        let init = Arc::new(Init::parse(init)?);
+        self.deliver(id, Item::Init(Arc::clone(&init))).await?;
+        Ok(init)
+    }
+
+    /// Publishes one fragment (moof+mdat) as the next part of `id`, without HTTP.
+    pub async fn publish_fragment(&self, id: &StreamId, fragment: Bytes) -> Result<Published, ApiError> {
+        let stream = self.playlists().stream(id).ok_or(playlists::Error::UnknownStream)?;
+        let init = stream.current_init().ok_or(playlists::Error::NoInit)?;
+        let fragment = Fragment::parse(fragment, &init)?;
+        self.publish_parsed(id, fragment).await
+    }
+
+    /// Publishes an already parsed fragment.
+    pub async fn publish_parsed(&self, id: &StreamId, fragment: Fragment) -> Result<Published, ApiError> {
+        self.deliver(id, Item::Fragment(fragment)).await?.ok_or_else(stopped)
+    }
+
+    /// Ends `id` (`EXT-X-ENDLIST`); false if it was not live.
+    pub async fn end_stream(&self, id: &StreamId) -> bool {
+        self.state.registry.send(EndStream { id: id.clone() }).await.unwrap_or(false)
+    }
+
+    /// Ends every stream, so that every player sees `EXT-X-ENDLIST`: the first step of a graceful shutdown.
+    pub async fn shutdown(&self) -> usize {
+        self.state.registry.send(EndAll).await.unwrap_or(0)
+    }
+
+    /// Sends a fault to the actor of `id` (tests of fault isolation and back-pressure).
+    #[cfg(feature = "fault-injection")]
+    pub async fn inject_fault(&self, id: &StreamId, fault: stream::Fault) -> bool {
+        match self.state.registry.send(registry::Lookup { id: id.clone() }).await {
+            Ok(Some(addr)) => addr.try_send(fault).is_ok(),
+            _ => false,
+        }
+    }
+}
+
+fn stopped() -> ApiError {
+    ApiError::Unavailable("the engine is stopping".into())
+}
+
+/// Settings of [`serve`] beyond the engine's.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The engine.
+    pub engine: EngineConfig,
+    /// Run the built-in demo stream `demo`.
+    pub demo: bool,
+    /// How long in-flight requests may take to finish at shutdown.
+    pub shutdown_timeout: Duration,
+    /// HTTP worker threads (0: one per core).
+    pub workers: usize,
+}
+
+/// Runs the server on `listener` until `shutdown` resolves; then ends every stream (`EXT-X-ENDLIST`, so held
+/// requests are answered), stops accepting, and drains in-flight requests for at most `shutdown_timeout`.
+pub async fn serve(
+    config: ServeConfig,
+    listener: std::net::TcpListener,
+    shutdown: impl Future<Output = ()> + 'static,
+) -> std::io::Result<()> {
+    let engine = Engine::start(config.engine).map_err(std::io::Error::other)?;
+    if config.demo {
+        demo::spawn(engine.clone(), demo::DEMO_STREAM);
+    }
+    let routes = engine.routes();
+    let mut server = HttpServer::new(move || App::new().configure(routes.clone()))
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_timeout.as_secs().max(1));
+    if config.workers > 0 {
+        server = server.workers(config.workers);
+    }
+    let server = server.listen(listener)?.run();
+    let handle = server.handle();
+    actix::spawn(async move {
+        shutdown.await;
+        let ended = engine.shutdown().await;
+        tracing::info!(streams = ended, "shutting down: every stream ended");
+        // Let held requests see the ENDLIST before the listener closes.
+        actix::clock::sleep(Duration::from_millis(100)).await;
+        handle.stop(true).await;
+    });
+    server.await
+}

@@ -1,2 +1,47 @@
-//! The `playlists` binary.
-fn main() {}
+//! The `playlists` binary: `cargo run --release` serves 127.0.0.1:8080 with the demo stream `demo`.
+
+use anyhow::Context as _;
+use clap::Parser;
+use playlists_actors::config::Config;
+use tracing_subscriber::EnvFilter;
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let config = Config::parse().load()?;
+    let serve = config.serve_config()?;
+    let bind = config.bind();
+    let listener = std::net::TcpListener::bind(bind).with_context(|| format!("binding {bind}"))?;
+    tracing::info!("listening on http://{bind}");
+    if serve.demo {
+        tracing::info!("demo stream: http://{bind}/live/demo/index.m3u8 (--no-demo turns it off)");
+    }
+    playlists_actors::serve(serve, listener, shutdown_signal()).await.context("serving")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves at SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received");
+}

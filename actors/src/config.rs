@@ -1,0 +1,158 @@
+//! The server's one configuration struct: command-line flags, environment variables and an optional TOML file,
+//! in that order of precedence, over the defaults of DESIGN.md section 4.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::http::IngestAuth;
+use crate::stream::Lifetimes;
+use crate::{EngineConfig, ServeConfig};
+
+/// `playlists`: a Low-Latency HLS origin. Encoders push fragmented MP4 to /ingest/{stream}; players read
+/// /live/{stream}/index.m3u8.
+#[derive(Debug, Clone, Default, PartialEq, Parser, Deserialize)]
+#[command(name = "playlists", version, about)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// A TOML file holding any of the settings below (snake_case keys); flags and environment override it.
+    #[arg(long, env = "PLAYLISTS_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080]; 0.0.0.0:8080 to publish.
+    #[arg(long, env = "PLAYLISTS_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// Do not run the built-in demo stream `demo`.
+    #[arg(long, env = "PLAYLISTS_NO_DEMO")]
+    pub no_demo: bool,
+    /// Bearer tokens accepted for ingest (comma-separated); without any, ingest is accepted only from loopback.
+    #[arg(long = "ingest-token", env = "PLAYLISTS_INGEST_TOKENS", value_delimiter = ',')]
+    pub ingest_tokens: Vec<String>,
+    /// EXT-X-TARGETDURATION in seconds, fixed for the life of a stream [default: 2].
+    #[arg(long, env = "PLAYLISTS_TARGET_DURATION")]
+    pub target_duration: Option<u32>,
+    /// A segment is cut at the first keyframe once it holds this many milliseconds [default: 1000].
+    #[arg(long, env = "PLAYLISTS_MIN_SEGMENT_MS")]
+    pub min_segment_ms: Option<u64>,
+    /// Seconds of complete segments listed in a playlist, at least 6 x target duration [default: 24].
+    #[arg(long, env = "PLAYLISTS_WINDOW_SECS")]
+    pub window_secs: Option<u64>,
+    /// Most streams at once [default: 256].
+    #[arg(long, env = "PLAYLISTS_MAX_STREAMS")]
+    pub max_streams: Option<usize>,
+    /// Largest part (fragment) accepted, bytes [default: 16 MiB].
+    #[arg(long, env = "PLAYLISTS_MAX_PART_BYTES")]
+    pub max_part_bytes: Option<usize>,
+    /// A stream with no part for this many seconds gets EXT-X-ENDLIST [default: 10].
+    #[arg(long, env = "PLAYLISTS_IDLE_SECS")]
+    pub idle_secs: Option<u64>,
+    /// An ended stream stays readable this many seconds, then is removed [default: 30].
+    #[arg(long, env = "PLAYLISTS_GRACE_SECS")]
+    pub grace_secs: Option<u64>,
+    /// Seconds in-flight requests may take to finish at shutdown [default: 5].
+    #[arg(long, env = "PLAYLISTS_SHUTDOWN_SECS")]
+    pub shutdown_secs: Option<u64>,
+    /// HTTP worker threads [default: one per core].
+    #[arg(long, env = "PLAYLISTS_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+impl Config {
+    /// Reads the TOML file named by `--config`, if any, and lays these settings over it.
+    pub fn load(self) -> anyhow::Result<Self> {
+        let Some(path) = &self.config else { return Ok(self) };
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let file: Config = toml::from_str(&text).map_err(|e| anyhow::anyhow!("in {}: {e}", path.display()))?;
+        Ok(self.over(file))
+    }
+
+    /// These settings where given, `base`'s elsewhere.
+    pub fn over(self, base: Config) -> Config {
+        Config {
+            config: self.config,
+            bind: self.bind.or(base.bind),
+            no_demo: self.no_demo || base.no_demo,
+            ingest_tokens: if self.ingest_tokens.is_empty() { base.ingest_tokens } else { self.ingest_tokens },
+            target_duration: self.target_duration.or(base.target_duration),
+            min_segment_ms: self.min_segment_ms.or(base.min_segment_ms),
+            window_secs: self.window_secs.or(base.window_secs),
+            max_streams: self.max_streams.or(base.max_streams),
+            max_part_bytes: self.max_part_bytes.or(base.max_part_bytes),
+            idle_secs: self.idle_secs.or(base.idle_secs),
+            grace_secs: self.grace_secs.or(base.grace_secs),
+            shutdown_secs: self.shutdown_secs.or(base.shutdown_secs),
+            workers: self.workers.or(base.workers),
+        }
+    }
+
+    /// The address to listen on.
+    pub fn bind(&self) -> SocketAddr {
+        self.bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    /// The server settings, validated.
+    pub fn serve_config(&self) -> anyhow::Result<ServeConfig> {
+        let d = playlists::Options::default();
+        let options = playlists::Options {
+            target_duration: self.target_duration.unwrap_or(d.target_duration),
+            min_segment: self.min_segment_ms.map_or(d.min_segment, Duration::from_millis),
+            window: self.window_secs.map_or(d.window, Duration::from_secs),
+            max_streams: self.max_streams.unwrap_or(d.max_streams),
+            max_part_bytes: self.max_part_bytes.unwrap_or(d.max_part_bytes),
+            ..d
+        };
+        options.validate()?;
+        let tokens: Vec<String> =
+            self.ingest_tokens.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
+        Ok(ServeConfig {
+            engine: EngineConfig {
+                options,
+                auth: IngestAuth { tokens },
+                lifetimes: Lifetimes {
+                    idle: Duration::from_secs(self.idle_secs.unwrap_or(10).max(1)),
+                    grace: Duration::from_secs(self.grace_secs.unwrap_or(30)),
+                },
+            },
+            demo: !self.no_demo,
+            shutdown_timeout: Duration::from_secs(self.shutdown_secs.unwrap_or(5)),
+            workers: self.workers.unwrap_or(0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_and_defaults_fill_the_rest() {
+        let file: Config = toml::from_str("bind = \"0.0.0.0:9000\"\ntarget_duration = 4\nidle_secs = 20\n").unwrap();
+        let cli = Config::parse_from(["playlists", "--target-duration", "3", "--no-demo"]);
+        let c = cli.over(file);
+        assert_eq!(c.bind(), "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(c.target_duration, Some(3));
+        let s = c.serve_config().unwrap();
+        assert_eq!(s.engine.options.target_duration, 3);
+        assert_eq!(s.engine.lifetimes.idle, Duration::from_secs(20));
+        assert!(!s.demo);
+        assert_eq!(Config::default().bind(), "127.0.0.1:8080".parse().unwrap());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(toml::from_str::<Config>("bnid = \"x\"").is_err());
+        let c = Config { target_duration: Some(0), ..Config::default() };
+        assert!(c.serve_config().is_err());
+        let c = Config { window_secs: Some(5), ..Config::default() };
+        assert!(c.serve_config().is_err());
+    }
+
+    #[test]
+    fn tokens_come_comma_separated() {
+        let c = Config::parse_from(["playlists", "--ingest-token", "a,b"]);
+        assert_eq!(c.serve_config().unwrap().engine.auth.tokens, vec!["a", "b"]);
+    }
+}

@@ -1,0 +1,155 @@
+//! `Registry`: routes stream ids to their actors, creates streams on first ingest, ends and removes them.
+//!
+//! An actor whose mailbox closed (it died in a handler) is noticed the next time its stream is routed, and a new
+//! actor is started on the same shared stream: nothing published is lost, and no other stream is touched.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use playlists::{Error, Playlists, StreamId};
+
+use crate::status::{Event, StatusHub};
+use crate::stream::{End, Lifetimes, StreamActor, StreamHandle};
+
+/// Routes streams to their actors.
+pub struct Registry {
+    playlists: Arc<Playlists>,
+    hub: StatusHub,
+    lifetimes: Lifetimes,
+    actors: HashMap<StreamId, (u64, StreamHandle)>,
+}
+
+impl Registry {
+    /// A registry over `playlists`.
+    pub fn new(playlists: Arc<Playlists>, hub: StatusHub, lifetimes: Lifetimes) -> Self {
+        Self { playlists, hub, lifetimes, actors: HashMap::new() }
+    }
+
+    fn spawn(&mut self, id: &StreamId, ctx: &mut Context<Self>) -> Result<StreamHandle, Error> {
+        let existed = self.playlists.stream(id).filter(|s| !s.edge().ended).map(|s| s.generation());
+        let stream = self.playlists.start(id)?;
+        if existed != Some(stream.generation()) {
+            self.hub.emit(Event::StreamStarted { stream: id.to_string() });
+        } else {
+            tracing::warn!(stream = %id, "stream actor was gone: restarting it on the published state");
+        }
+        let (hub, registry, lifetimes) = (self.hub.clone(), ctx.address().downgrade(), self.lifetimes);
+        let s = Arc::clone(&stream);
+        let addr = Supervisor::start(move |_| StreamActor::new(s, hub, registry, lifetimes));
+        let handle = StreamHandle::new(addr);
+        self.actors.insert(id.clone(), (stream.generation(), handle.clone()));
+        Ok(handle)
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+}
+
+/// The actor of a stream that ingest may write to, created (or re-created) if needed.
+#[derive(Message)]
+#[rtype(result = "Result<StreamHandle, Error>")]
+pub struct Route {
+    /// The stream.
+    pub id: StreamId,
+}
+
+impl Handler<Route> for Registry {
+    type Result = Result<StreamHandle, Error>;
+
+    fn handle(&mut self, msg: Route, ctx: &mut Self::Context) -> Self::Result {
+        let current = self.playlists.stream(&msg.id).filter(|s| !s.edge().ended);
+        if let (Some((generation, addr)), Some(stream)) = (self.actors.get(&msg.id), current) {
+            if *generation == stream.generation() && addr.connected() {
+                return Ok(addr.clone());
+            }
+        }
+        self.spawn(&msg.id, ctx)
+    }
+}
+
+/// Removes a stream after its grace period (sent by its actor).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Remove {
+    /// The stream.
+    pub id: StreamId,
+    /// Its generation: a stream re-created under the same id meanwhile is left alone.
+    pub generation: u64,
+}
+
+impl Handler<Remove> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Remove, _ctx: &mut Self::Context) {
+        let current = self.playlists.stream(&msg.id).map(|s| s.generation());
+        if current == Some(msg.generation) {
+            self.playlists.remove(&msg.id);
+            self.hub.emit(Event::StreamRemoved { stream: msg.id.to_string() });
+        }
+        if self.actors.get(&msg.id).is_some_and(|(g, _)| *g == msg.generation) {
+            self.actors.remove(&msg.id);
+        }
+    }
+}
+
+/// Ends a stream now; answers whether there was a live one.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct EndStream {
+    /// The stream.
+    pub id: StreamId,
+}
+
+impl Handler<EndStream> for Registry {
+    type Result = bool;
+
+    fn handle(&mut self, msg: EndStream, _ctx: &mut Self::Context) -> bool {
+        let Some(stream) = self.playlists.stream(&msg.id).filter(|s| !s.edge().ended) else { return false };
+        match self.actors.get(&msg.id) {
+            Some((g, handle)) if *g == stream.generation() && handle.connected() => handle.addr().do_send(End),
+            // No live actor to ask: end it directly, the state is shared.
+            _ => {
+                stream.end();
+                self.hub.emit(Event::StreamEnded { stream: msg.id.to_string() });
+            }
+        }
+        true
+    }
+}
+
+/// Ends every stream (graceful shutdown); answers how many were live.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct EndAll;
+
+impl Handler<EndAll> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, _msg: EndAll, _ctx: &mut Self::Context) -> usize {
+        let mut n = 0;
+        for stream in self.playlists.streams().into_iter().filter(|s| !s.edge().ended) {
+            stream.end();
+            self.hub.emit(Event::StreamEnded { stream: stream.id().to_string() });
+            n += 1;
+        }
+        n
+    }
+}
+
+/// The actor currently serving a stream, if alive (for tests and fault injection).
+#[derive(Message)]
+#[rtype(result = "Option<Addr<StreamActor>>")]
+pub struct Lookup {
+    /// The stream.
+    pub id: StreamId,
+}
+
+impl Handler<Lookup> for Registry {
+    type Result = Option<Addr<StreamActor>>;
+
+    fn handle(&mut self, msg: Lookup, _ctx: &mut Self::Context) -> Self::Result {
+        self.actors.get(&msg.id).map(|(_, h)| h.addr().clone()).filter(Addr::connected)
+    }
+}

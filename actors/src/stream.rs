@@ -1,0 +1,286 @@
+//! `StreamActor`: the one writer of a live stream.
+//!
+//! Every ingest connection of a stream hands its init segments and fragments to the stream's actor, which
+//! publishes them in arrival order through [`playlists::playlists::Stream`] (manifest rollover, part ring,
+//! rendered playlists, position watch) and reports what happened to the [`StatusHub`]. Players never talk to the
+//! actor. The actor also ends an idle stream (`EXT-X-ENDLIST`) and, after a grace period, asks the registry to
+//! remove it.
+//!
+//! The published state lives in the shared `Stream`, not in the actor, so an actor that dies (a fault in a handler)
+//! is replaced by the registry without losing anything already published.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::prelude::*;
+use actix::WeakAddr;
+use playlists::fmp4::{Fragment, Init};
+use playlists::manifest::Warning;
+use playlists::playlists::{Published, Stream};
+use playlists::Error;
+use tokio::sync::oneshot;
+
+use crate::registry::{Registry, Remove};
+use crate::status::{Event, StatusHub};
+
+/// Items queued per stream, across all its ingest connections, before ingest is told to back off (503).
+pub const MAILBOX: usize = 32;
+
+/// How often the actor checks for idleness.
+const TICK: Duration = Duration::from_millis(500);
+
+/// What an ingest connection delivers.
+#[derive(Debug)]
+pub enum Item {
+    /// A new init segment.
+    Init(Arc<Init>),
+    /// One fragment: one part.
+    Fragment(Fragment),
+}
+
+/// Publish an item; the outcome comes back on `reply` (ingest uses `try_send`, so a full mailbox is a 503
+/// instead of an unbounded queue).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Ingest {
+    /// The item.
+    pub item: Item,
+    /// Where the outcome goes: the part published, or nothing for an init.
+    pub reply: oneshot::Sender<Result<Option<Published>, Error>>,
+}
+
+/// Why an item did not reach the actor, or got no answer.
+#[derive(Debug)]
+pub enum Undelivered {
+    /// [`MAILBOX`] items are already queued for this stream.
+    Busy,
+    /// The actor is gone (its mailbox closed); the item comes back to be sent to its replacement.
+    Closed(Item),
+    /// The actor died while handling the item.
+    Died,
+}
+
+/// The way to a stream's actor, with the count of items queued for it. actix bounds a mailbox per sender, not
+/// per actor, so the bound across every connection of a stream is kept here.
+#[derive(Clone)]
+pub struct StreamHandle {
+    addr: Addr<StreamActor>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// Takes one place in the queue and gives it back when dropped, however the delivery ends.
+struct Place<'a>(&'a AtomicUsize);
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl StreamHandle {
+    /// A handle on `addr` with an empty queue.
+    pub fn new(addr: Addr<StreamActor>) -> Self {
+        Self { addr, queued: Arc::new(AtomicUsize::new(0)) }
+    }
+
+    /// The actor.
+    pub fn addr(&self) -> &Addr<StreamActor> {
+        &self.addr
+    }
+
+    /// Whether the actor is alive.
+    pub fn connected(&self) -> bool {
+        self.addr.connected()
+    }
+
+    /// Hands `item` to the actor and waits for the outcome of publishing it.
+    pub async fn ingest(&self, item: Item) -> Result<Result<Option<Published>, Error>, Undelivered> {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= MAILBOX {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(Undelivered::Busy);
+        }
+        let _place = Place(&self.queued);
+        let (reply, outcome) = oneshot::channel();
+        match self.addr.try_send(Ingest { item, reply }) {
+            Ok(()) => {}
+            // actix parks a sender that overran its own share of the mailbox; the count above is the real bound.
+            Err(SendError::Full(msg)) => self.addr.do_send(msg),
+            Err(SendError::Closed(msg)) => return Err(Undelivered::Closed(msg.item)),
+        }
+        outcome.await.map_err(|_| Undelivered::Died)
+    }
+}
+
+/// End the stream now (`DELETE /ingest/{stream}`, shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct End;
+
+/// Test hooks that make the actor misbehave, to prove that other streams do not notice.
+#[cfg(feature = "fault-injection")]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum Fault {
+    /// Panic inside the handler: the actor dies and its mailbox closes.
+    Panic,
+    /// Stop handling messages for a while (the mailbox fills up: back-pressure).
+    Stall(Duration),
+}
+
+/// Timing of the actor's life cycle.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    /// No part for this long: the stream ends.
+    pub idle: Duration,
+    /// An ended stream stays readable this long, then is removed.
+    pub grace: Duration,
+}
+
+/// The writer of one stream.
+pub struct StreamActor {
+    stream: Arc<Stream>,
+    hub: StatusHub,
+    registry: WeakAddr<Registry>,
+    lifetimes: Lifetimes,
+    last_activity: Instant,
+    ended_at: Option<Instant>,
+}
+
+impl StreamActor {
+    /// An actor for `stream`.
+    pub fn new(stream: Arc<Stream>, hub: StatusHub, registry: WeakAddr<Registry>, lifetimes: Lifetimes) -> Self {
+        let ended_at = stream.edge().ended.then(Instant::now);
+        Self { stream, hub, registry, lifetimes, last_activity: Instant::now(), ended_at }
+    }
+
+    fn name(&self) -> String {
+        self.stream.id().to_string()
+    }
+
+    fn ingest(&mut self, item: Item) -> Result<Option<Published>, Error> {
+        self.last_activity = Instant::now();
+        match item {
+            Item::Init(init) => self.stream.set_init(init).map(|()| None),
+            Item::Fragment(fragment) => {
+                let published = self.stream.publish(fragment, SystemTime::now())?;
+                self.report(&published);
+                Ok(Some(published))
+            }
+        }
+    }
+
+    fn report(&self, p: &Published) {
+        let stream = self.name();
+        if let Some(closed) = &p.closed {
+            self.hub.emit(Event::SegmentClosed {
+                stream: stream.clone(),
+                msn: closed.msn,
+                duration: closed.duration.as_secs_f64(),
+            });
+        }
+        if p.discontinuity {
+            self.hub.emit(Event::Warning {
+                stream: stream.clone(),
+                message: format!("timeline discontinuity before part {}", p.position),
+            });
+        }
+        for w in &p.warnings {
+            let message = match w {
+                Warning::PartOverTarget { position, duration, part_target } => format!(
+                    "part {position} lasts {:.3} s, longer than PART-TARGET {:.3} s",
+                    duration.as_secs_f64(),
+                    part_target.as_secs_f64()
+                ),
+                Warning::ForcedCut { msn, duration } => format!(
+                    "segment {msn} cut at {:.3} s without a keyframe: the GOP is longer than the target duration",
+                    duration.as_secs_f64()
+                ),
+            };
+            tracing::warn!(stream = %stream, "{message}");
+            self.hub.emit(Event::Warning { stream: stream.clone(), message });
+        }
+        self.hub.emit(Event::PartPublished {
+            stream,
+            msn: p.position.msn,
+            part: p.position.part,
+            duration: p.duration.as_secs_f64(),
+            bytes: p.bytes,
+            independent: p.independent,
+        });
+    }
+
+    fn end(&mut self) {
+        if self.ended_at.is_none() {
+            self.stream.end();
+            self.ended_at = Some(Instant::now());
+            self.hub.emit(Event::StreamEnded { stream: self.name() });
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.ended_at.is_none() && self.stream.edge().ended {
+            // Ended from outside the actor (shutdown, or while no actor was alive).
+            self.ended_at = Some(Instant::now());
+        }
+        match self.ended_at {
+            None if self.last_activity.elapsed() >= self.lifetimes.idle => {
+                tracing::info!(stream = %self.stream.id(), "idle: ending the stream");
+                self.hub.emit(Event::StreamIdle { stream: self.name() });
+                self.end();
+            }
+            Some(at) if at.elapsed() >= self.lifetimes.grace => {
+                if let Some(registry) = self.registry.upgrade() {
+                    registry.do_send(Remove { id: self.stream.id().clone(), generation: self.stream.generation() });
+                }
+                ctx.stop();
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Actor for StreamActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX);
+        ctx.run_interval(TICK, Self::tick);
+    }
+}
+
+impl Supervised for StreamActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        // Derived state only: what is published lives in the shared stream.
+        self.last_activity = Instant::now();
+        self.ended_at = self.stream.edge().ended.then(Instant::now);
+    }
+}
+
+impl Handler<Ingest> for StreamActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Ingest, _ctx: &mut Self::Context) {
+        let _ = msg.reply.send(self.ingest(msg.item));
+    }
+}
+
+impl Handler<End> for StreamActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: End, _ctx: &mut Self::Context) {
+        self.end();
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl Handler<Fault> for StreamActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Fault, ctx: &mut Self::Context) {
+        match msg {
+            Fault::Panic => panic!("fault injected into stream {}", self.stream.id()),
+            Fault::Stall(d) => ctx.wait(actix::clock::sleep(d).into_actor(self)),
+        }
+    }
+}
