@@ -1,0 +1,236 @@
+//! Ingest over real HTTP: the DASH-IF status codes, back-pressure, a body that breaks off, fault isolation between
+//! streams, and graceful shutdown.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use awc::http::StatusCode;
+use common::{lines, settle, start, start_default, Media};
+use playlists::{Options, StreamId};
+use playlists_actors::http::IngestAuth;
+use playlists_actors::stream::Fault;
+use playlists_actors::EngineConfig;
+
+fn id(s: &str) -> StreamId {
+    StreamId::parse(s).unwrap()
+}
+
+#[actix_web::test]
+async fn a_whole_upload_becomes_parts_and_segments() {
+    let server = start_default().await;
+    let media = Media::h264();
+    let r = server.post("/ingest/cam", media.file.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let summary: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(summary["parts"], media.fragments.len() as u64);
+    assert_eq!(summary["inits"], 1);
+    assert_eq!(summary["dropped_bytes"], 0);
+    let text = server.get("/live/cam/index.m3u8").await.text();
+    assert_eq!(lines(&text, "#EXTINF").len(), media.fragments.len() / 5 - 1, "{text}");
+    // PUT is the same as POST.
+    let r = server.put("/ingest/cam2", media.file.clone()).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn init_and_parts_endpoints() {
+    let server = start_default().await;
+    let media = Media::h264();
+    // 404: parts for a stream that does not exist.
+    assert_eq!(server.post("/ingest/cam/parts", media.fragments[0].clone()).await.status, StatusCode::NOT_FOUND);
+    let r = server.put("/ingest/cam/init.mp4", media.init.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.text().contains("avc1"));
+    for f in &media.fragments[..6] {
+        let r = server.post("/ingest/cam/parts", f.clone()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let text = server.get("/live/cam/index.m3u8").await.text();
+    assert!(text.contains("p1.0.mp4"), "{text}");
+    // 400: half a fragment.
+    let half = media.fragments[6].slice(..media.fragments[6].len() / 2);
+    assert_eq!(server.post("/ingest/cam/parts", half).await.status, StatusCode::BAD_REQUEST);
+    // DELETE ends the stream; a second DELETE finds no live stream.
+    let del = server.send(server.client.delete(server.url("/ingest/cam")), None).await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT);
+    assert!(server.get("/live/cam/index.m3u8").await.text().contains("#EXT-X-ENDLIST"));
+    let del = server.send(server.client.delete(server.url("/ingest/cam")), None).await;
+    assert_eq!(del.status, StatusCode::NOT_FOUND);
+}
+
+#[actix_web::test]
+async fn ingest_error_codes() {
+    let options = Options { max_part_bytes: 12_000, ..Options::default() };
+    let server = start(EngineConfig { options, ..EngineConfig::default() }).await;
+    let media = Media::h264();
+    // 415: not fMP4 at all.
+    let r = server.post("/ingest/a", "hello, this is not an mp4 file").await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(r.text().starts_with("{\"error\":"));
+    // 412: a fragment before any init.
+    assert_eq!(server.post("/ingest/b", media.fragments[0].clone()).await.status, StatusCode::PRECONDITION_FAILED);
+    // 413: a fragment over the limit.
+    let big = media.fragments.iter().find(|f| f.len() > 12_000).expect("a fragment over 12 kB").clone();
+    let mut body = media.init.to_vec();
+    body.extend_from_slice(&big);
+    assert_eq!(server.post("/ingest/c", body).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // 400: a box with an impossible size.
+    let mut bad = media.init.to_vec();
+    bad.extend_from_slice(&[0, 0, 0, 3, b'm', b'o', b'o', b'f']);
+    assert_eq!(server.post("/ingest/d", bad).await.status, StatusCode::BAD_REQUEST);
+    // 400: a bad stream id.
+    assert_eq!(server.post("/ingest/a.b", media.file.clone()).await.status, StatusCode::BAD_REQUEST);
+}
+
+#[actix_web::test]
+async fn bad_input_never_touches_what_is_published() {
+    let server = start_default().await;
+    let media = Media::h264();
+    server.publish("cam", &media, 12).await;
+    let before = server.get("/live/cam/index.m3u8").await.body;
+    let mut garbage = media.fragments[3].to_vec();
+    garbage[20] ^= 0xff;
+    garbage[9] = 0xee;
+    let r = server.post("/ingest/cam/parts", garbage).await;
+    assert!(r.status.is_client_error(), "{}", r.status);
+    assert_eq!(server.post("/ingest/cam", "junk junk junk").await.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(server.get("/live/cam/index.m3u8").await.body, before);
+    assert_eq!(server.get("/live/cam/p2.1.mp4").await.body, media.fragment(11));
+}
+
+#[actix_web::test]
+async fn ingest_tokens() {
+    let auth = IngestAuth { tokens: vec!["s3cret".into()] };
+    let server = start(EngineConfig { auth, ..EngineConfig::default() }).await;
+    let media = Media::h264();
+    assert_eq!(server.post("/ingest/cam", media.file.clone()).await.status, StatusCode::FORBIDDEN);
+    let bad = server.client.post(server.url("/ingest/cam")).insert_header(("Authorization", "Bearer nope"));
+    assert_eq!(server.send(bad, Some(media.file.clone())).await.status, StatusCode::FORBIDDEN);
+    let good = server.client.post(server.url("/ingest/cam")).insert_header(("Authorization", "Bearer s3cret"));
+    assert_eq!(server.send(good, Some(media.file.clone())).await.status, StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn a_full_mailbox_is_503_with_retry_after() {
+    let server = start_default().await;
+    let media = Media::h264();
+    server.publish("cam", &media, 1).await;
+    assert!(server.engine.inject_fault(&id("cam"), Fault::Stall(Duration::from_secs(3))).await);
+    let requests: Vec<_> = (1..60)
+        .map(|i| {
+            let req = server.client.post(server.url("/ingest/cam/parts"));
+            let body = media.fragment(i);
+            actix_rt::spawn(async move { req.send_body(body).await.map(|r| (r.status(), r.headers().clone())) })
+        })
+        .collect();
+    let mut busy = 0;
+    for r in requests {
+        let (status, headers) = r.await.unwrap().unwrap();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            busy += 1;
+            assert_eq!(headers.get("retry-after").unwrap(), "1");
+        }
+    }
+    assert!(busy > 0, "a stalled stream must push back instead of queueing without bound");
+}
+
+#[actix_web::test]
+async fn a_body_that_breaks_off_drops_only_the_fragment_in_flight() {
+    let server = start_default().await;
+    let media = Media::h264();
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut body = media.init.to_vec();
+    for f in &media.fragments[..7] {
+        body.extend_from_slice(f);
+    }
+    let half = media.fragments[7][..media.fragments[7].len() / 2].to_vec();
+    std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(s, "POST /ingest/cam HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+        for chunk in [&body[..], &half[..]] {
+            write!(s, "{:x}\r\n", chunk.len()).unwrap();
+            s.write_all(chunk).unwrap();
+            s.write_all(b"\r\n").unwrap();
+        }
+        s.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        // Dropped without the final chunk: the body breaks off mid-fragment.
+    })
+    .join()
+    .unwrap();
+    settle().await;
+    let stream = server.engine.playlists().stream(&id("cam")).unwrap();
+    assert_eq!(stream.edge().last_part, Some(playlists::Position::new(1, 1)));
+    // The encoder reconnects and goes on from where it was.
+    let mut rest = media.init.to_vec();
+    for f in &media.fragments[7..12] {
+        rest.extend_from_slice(f);
+    }
+    assert_eq!(server.post("/ingest/cam", rest).await.status, StatusCode::OK);
+    assert_eq!(stream.edge().last_part, Some(playlists::Position::new(2, 1)));
+    assert!(!server.get("/live/cam/index.m3u8").await.text().contains("DISCONTINUITY:"));
+}
+
+#[actix_web::test]
+async fn a_fault_in_one_stream_leaves_the_others_alone_and_loses_nothing() {
+    let server = start_default().await;
+    let media = Media::h264();
+    server.publish("a", &media, 8).await;
+    server.publish("b", &media, 8).await;
+    let before = server.get("/live/a/index.m3u8").await.text();
+    assert!(server.engine.inject_fault(&id("a"), Fault::Panic).await);
+    settle().await;
+    // Stream b keeps publishing and playing.
+    server.publish_range("b", &media, 8..12).await;
+    let b = server.get("/live/b/index.m3u8?_HLS_msn=2&_HLS_part=1").await;
+    assert_eq!(b.status, StatusCode::OK);
+    assert!(b.text().contains("p2.1.mp4"));
+    // Stream a is still readable as it was, and its next ingest gets a new actor that continues it.
+    assert_eq!(server.get("/live/a/index.m3u8").await.text(), before);
+    server.publish_range("a", &media, 8..12).await;
+    let a = server.get("/live/a/index.m3u8").await.text();
+    assert!(a.contains("p2.1.mp4") && a.contains("s0.mp4"), "{a}");
+    assert_eq!(server.get("/live/a/p1.0.mp4").await.body, media.fragment(5));
+}
+
+#[actix_web::test]
+async fn shutdown_ends_every_stream_and_answers_held_requests() {
+    let media = Media::h264();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = playlists_actors::ServeConfig {
+        engine: EngineConfig::default(),
+        demo: false,
+        shutdown_timeout: Duration::from_secs(2),
+        workers: 1,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = actix_rt::spawn(playlists_actors::serve(config, listener, async move {
+        let _ = stopped.await;
+    }));
+    let client = awc::Client::default();
+    let mut body = media.init.to_vec();
+    for f in &media.fragments[..8] {
+        body.extend_from_slice(f);
+    }
+    let r = client.post(format!("{base}/ingest/cam")).send_body(body).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let held = {
+        let client = client.clone();
+        let url = format!("{base}/live/cam/index.m3u8?_HLS_msn=2");
+        actix_rt::spawn(async move {
+            let mut r = client.get(url).send().await.unwrap();
+            (r.status(), r.body().await.unwrap())
+        })
+    };
+    settle().await;
+    stop.send(()).unwrap();
+    let (status, text) = held.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&text).contains("#EXT-X-ENDLIST"));
+    server.await.unwrap().unwrap();
+}
