@@ -292,8 +292,10 @@ const W3_ROWS: usize = 32;
 const W3_BATCH: u64 = W3_NEWEST;
 
 /// W3: one writer appending clones of one 1 KB `Bytes`, 1,000 readers each reading the 100 newest positions in a
-/// loop (newest first, from the `last()` seen at the start of the pass).
-fn w3<C: Cache>(rt: &Runtime, cache: Arc<C>, duration: Duration) -> (Count, Count, Duration) {
+/// loop (newest first, from the `last()` seen at the start of the pass). With `distinct`, each write is a fresh
+/// copy of the part instead, so that parts do not share one reference count: the seed copies every part into a
+/// buffer of its own anyway, a zero-copy cache hands out clones of whatever it was given.
+fn w3<C: Cache>(rt: &Runtime, cache: Arc<C>, duration: Duration, distinct: bool) -> (Count, Count, Duration) {
     rt.block_on(async {
         for _ in 0..W3_NEWEST {
             cache.append(0, Bytes::from(vec![0xABu8; W3_PART])).await;
@@ -306,7 +308,8 @@ fn w3<C: Cache>(rt: &Runtime, cache: Arc<C>, duration: Duration) -> (Count, Coun
             let data = Bytes::from(vec![0xCDu8; W3_PART]);
             while !s.load(Ordering::Relaxed) {
                 for _ in 0..W3_BATCH {
-                    if c.append(0, data.clone()).await {
+                    let part = if distinct { Bytes::copy_from_slice(&data) } else { data.clone() };
+                    if c.append(0, part).await {
                         count.ops += 1;
                     }
                 }
@@ -414,15 +417,26 @@ fn run_one(workload: &str, ours: bool, duration: Duration) -> Rates {
         ("w1-get", true) => w1(&rt, Arc::new(Ours::new(1, W1_ROWS)), duration, true),
         ("w2", false) => w2(&rt, Arc::new(Seed::new(&rt, seed_options("w2"), W2_STREAMS)), duration),
         ("w2", true) => w2(&rt, Arc::new(Ours::new(W2_STREAMS, W2_ROWS)), duration),
-        (_, false) => w3(&rt, Arc::new(Seed::new(&rt, seed_options("w3"), 1)), duration),
-        (_, true) => w3(&rt, Arc::new(Ours::new(1, W3_ROWS)), duration),
+        (w, false) => w3(&rt, Arc::new(Seed::new(&rt, seed_options("w3"), 1)), duration, w == "w3-distinct"),
+        (w, true) => w3(&rt, Arc::new(Ours::new(1, W3_ROWS)), duration, w == "w3-distinct"),
     };
     rates(workload, counts)
 }
 
-fn parse_args() -> (Duration, usize) {
+/// Command line: `--duration SECS`, `--runs N`, and for profiling `--only WORKLOAD` (w1, w1-get, w2, w3, w3-distinct) and
+/// `--cache seed|ours`.
+struct Args {
+    duration: Duration,
+    runs: usize,
+    only: Option<String>,
+    cache: Option<String>,
+}
+
+fn parse_args() -> Args {
     let mut duration = Duration::from_secs(3);
     let mut runs = 3;
+    let mut only = None;
+    let mut cache = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let value = args.next();
@@ -431,30 +445,41 @@ fn parse_args() -> (Duration, usize) {
                 duration = Duration::from_secs_f64(v.parse().expect("--duration takes seconds, e.g. 3 or 0.5"));
             }
             ("--runs", Some(v)) => runs = v.parse().expect("--runs takes a count"),
+            ("--only", Some(v)) => only = Some(v),
+            ("--cache", Some(v)) => cache = Some(v),
             _ => {
-                eprintln!("usage: seed-compare [--duration SECS] [--runs N]");
+                eprintln!(
+                    "usage: seed-compare [--duration SECS] [--runs N] [--only w1|w1-get|w2|w3|w3-distinct] [--cache seed|ours]"
+                );
                 std::process::exit(2);
             }
         }
     }
-    (duration, runs.max(1))
+    Args { duration, runs: runs.max(1), only, cache }
 }
 
 fn main() {
     assert!(Ours::retained(W2_ROWS) >= W2_WINDOW && Ours::retained(W3_ROWS) > W3_NEWEST);
-    let (duration, runs) = parse_args();
+    let Args { duration, runs, only, cache } = parse_args();
     let workloads = [
         ("w1", "W1: 1 writer (64 B) + 1 reader"),
         ("w1-get", "W1: 1 writer (64 B) + 1 reader of the last part"),
         ("w2", "W2: 8 × (1 writer + 2 readers), 64 KB"),
         ("w3", "W3: 1 writer + 1,000 readers of the 100 newest, 1 KB"),
+        ("w3-distinct", "W3, each part its own buffer"),
     ];
     let mut metrics: Vec<Metric> = Vec::new();
     for (key, title) in workloads {
+        if only.as_deref().is_some_and(|o| o != key) {
+            continue;
+        }
         let first = metrics.len();
         for run in 0..runs {
             // Alternate which cache goes first, so drift (heat, neighbours) does not favour one.
             for ours in if run % 2 == 0 { [false, true] } else { [true, false] } {
+                if cache.as_deref().is_some_and(|c| c != if ours { "ours" } else { "seed" }) {
+                    continue;
+                }
                 eprintln!("{key} run {} {}", run + 1, if ours { "ours" } else { "seed" });
                 for (i, (name, unit, v)) in run_one(key, ours, duration).into_iter().enumerate() {
                     if metrics.len() <= first + i {
