@@ -234,3 +234,44 @@ async fn shutdown_ends_every_stream_and_answers_held_requests() {
     assert!(String::from_utf8_lossy(&text).contains("#EXT-X-ENDLIST"));
     server.await.unwrap().unwrap();
 }
+
+#[actix_web::test]
+async fn an_encoder_restart_continues_the_stream_after_a_discontinuity() {
+    let server = start_default().await;
+    let media = Media::h264();
+    assert_eq!(server.post("/ingest/cam", media.file.clone()).await.status, StatusCode::OK);
+    let before = server.engine.playlists().stream(&id("cam")).unwrap().edge().last_part.unwrap();
+    // The same file again: its decode times start over at zero, as a restarted encoder's do.
+    assert_eq!(server.post("/ingest/cam", media.file.clone()).await.status, StatusCode::OK);
+    let after = server.engine.playlists().stream(&id("cam")).unwrap().edge().last_part.unwrap();
+    assert!(after.msn > before.msn, "{before} -> {after}");
+    let text = server.get("/live/cam/index.m3u8").await.text();
+    assert_eq!(lines(&text, "#EXT-X-DISCONTINUITY").len(), 2, "the tag and DISCONTINUITY-SEQUENCE:\n{text}");
+    let disc = text.split("#EXT-X-DISCONTINUITY\n").nth(1).unwrap();
+    assert!(disc.starts_with("#EXT-X-PROGRAM-DATE-TIME:"), "item 12: a PDT on the discontinuity segment\n{text}");
+}
+
+#[actix_web::test]
+async fn idle_streams_get_endlist_and_are_removed_after_the_grace_period() {
+    let lifetimes = playlists_actors::stream::Lifetimes { idle: Duration::from_secs(1), grace: Duration::from_secs(1) };
+    let server = start(EngineConfig { lifetimes, ..EngineConfig::default() }).await;
+    let mut events = server.engine.hub().subscribe();
+    let media = Media::h264();
+    server.publish("cam", &media, 7).await;
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !seen.contains(&"stream_removed") {
+        let event = tokio::time::timeout_at(deadline, events.recv()).await.expect("events in time").unwrap();
+        seen.push(event.kind());
+        if event.kind() == "stream_ended" {
+            let text = server.get("/live/cam/index.m3u8").await.text();
+            assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
+        }
+    }
+    let order: Vec<_> = seen.iter().filter(|k| k.starts_with("stream_")).copied().collect();
+    assert_eq!(order, ["stream_started", "stream_idle", "stream_ended", "stream_removed"]);
+    assert_eq!(server.get("/live/cam/index.m3u8").await.status, StatusCode::NOT_FOUND);
+    // The id can be used again, by a new stream.
+    server.publish("cam", &media, 6).await;
+    assert_eq!(server.get("/live/cam/index.m3u8").await.status, StatusCode::OK);
+}
