@@ -229,6 +229,15 @@ impl M3u8Manifest {
         }
     }
 
+    /// An empty manifest whose first segment has MSN `first_msn`: for a stream re-created under an id that
+    /// players and caches may still hold, so that its URLs never repeat those of the stream before it
+    /// (checklist item 16: a given MSN keeps the same URI forever).
+    pub fn starting_at(options: &Options, first_msn: u64) -> Self {
+        let mut m = Self::new(options);
+        m.open.msn = first_msn;
+        m
+    }
+
     /// Appends one part, first closing the open segment when the rollover rules say so (see the module docs).
     ///
     /// The stream's owner refuses parts once the stream has ended ([`crate::Error::StreamEnded`]); should one
@@ -1509,5 +1518,24 @@ s8.mp4
         out.clear();
         m.render(true, &[], &mut out);
         check(&m, std::str::from_utf8(&out).unwrap(), &warned);
+    }
+
+    #[test]
+    fn item_16_a_recreated_stream_starts_past_the_old_msns() {
+        let mut m = M3u8Manifest::starting_at(&Options::default(), 100);
+        for i in 0..6 {
+            m.push(PartMeta {
+                duration: Duration::from_millis(200),
+                independent: i % 5 == 0,
+                discontinuity: false,
+                wallclock: UNIX_EPOCH,
+            });
+        }
+        assert_eq!(m.first_msn(), 100);
+        assert_eq!(m.edge().last_part, Some(Position::new(101, 0)));
+        let mut out = Vec::new();
+        m.render(false, &[], &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:100\n") && text.contains("\ns100.mp4\n"), "{text}");
     }
 }

@@ -393,7 +393,14 @@ pub struct Playlists {
     m3u8: M3u8Cache,
     streams: DashMap<StreamId, Arc<Stream>>,
     groups: DashMap<String, Arc<Group>>,
+    /// The next MSN of streams that ended or were removed: a new stream under the same id starts there, so that
+    /// a URL a player or a cache still holds never names different media.
+    next_msn: DashMap<StreamId, u64>,
 }
+
+/// Ids whose next MSN is remembered after their stream is gone; past this the memory is dropped (a stream id
+/// reused after that starts from 0 again, like a brand new one).
+const REMEMBERED_IDS: usize = 4096;
 
 impl Playlists {
     /// An empty set of streams sharing `options`.
@@ -405,6 +412,7 @@ impl Playlists {
             options: Arc::new(options),
             streams: DashMap::new(),
             groups: DashMap::new(),
+            next_msn: DashMap::new(),
         })
     }
 
@@ -437,11 +445,12 @@ impl Playlists {
         let stream = match self.streams.entry(id.clone()) {
             Entry::Occupied(e) if !e.get().edge().ended => return Ok(Arc::clone(e.get())),
             entry => {
-                let stream = self.new_stream(id);
                 if let Entry::Occupied(e) = &entry {
+                    self.retire(e.get());
                     e.get().edge.send_modify(|edge| edge.removed = true);
                     self.leave_group(e.get());
                 }
+                let stream = self.new_stream(id);
                 entry.insert(Arc::clone(&stream));
                 stream
             }
@@ -452,7 +461,18 @@ impl Playlists {
         Ok(stream)
     }
 
+    /// Remembers where `stream`'s MSNs ended, for the next stream under its id.
+    fn retire(&self, stream: &Stream) {
+        if let Some(last) = stream.edge().last_part {
+            if self.next_msn.len() >= REMEMBERED_IDS {
+                self.next_msn.clear();
+            }
+            self.next_msn.insert(stream.id.clone(), last.msn + 1);
+        }
+    }
+
     fn new_stream(&self, id: &StreamId) -> Arc<Stream> {
+        let first_msn = self.next_msn.remove(id).map_or(0, |(_, msn)| msn);
         let parts = self.chunks.add_stream(id);
         let versions = self.m3u8.add_stream(id);
         let group = id.group().map(|g| Arc::clone(&self.groups.entry(g.to_owned()).or_default()));
@@ -464,7 +484,7 @@ impl Playlists {
             versions,
             edge: watch::Sender::new(Edge::default()),
             writer: Mutex::new(Writer {
-                manifest: M3u8Manifest::new(&self.options),
+                manifest: M3u8Manifest::starting_at(&self.options, first_msn),
                 init: None,
                 next_decode: None,
                 discontinuity: false,
@@ -505,6 +525,7 @@ impl Playlists {
     /// Removes `id`: its memory is freed once the last reader lets go, and every request held on it is answered.
     pub fn remove(&self, id: &StreamId) -> Option<Arc<Stream>> {
         let (_, stream) = self.streams.remove(id)?;
+        self.retire(&stream);
         self.chunks.remove_stream(id);
         self.m3u8.remove_stream(id);
         self.leave_group(&stream);
