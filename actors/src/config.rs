@@ -12,6 +12,30 @@ use crate::http::IngestAuth;
 use crate::stream::Lifetimes;
 use crate::{EngineConfig, ServeConfig};
 
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The `--config` file cannot be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The `--config` file is not valid TOML for these settings.
+    #[error("in {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// The settings do not work together.
+    #[error(transparent)]
+    Invalid(#[from] playlists::Error),
+}
+
 /// `playlists`: a Low-Latency HLS origin. Encoders push fragmented MP4 to /ingest/{stream}; players read
 /// /live/{stream}/index.m3u8.
 #[derive(Debug, Clone, Default, PartialEq, Parser, Deserialize)]
@@ -62,10 +86,11 @@ pub struct Config {
 
 impl Config {
     /// Reads the TOML file named by `--config`, if any, and lays these settings over it.
-    pub fn load(self) -> anyhow::Result<Self> {
+    pub fn load(self) -> Result<Self, ConfigError> {
         let Some(path) = &self.config else { return Ok(self) };
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        let file: Config = toml::from_str(&text).map_err(|e| anyhow::anyhow!("in {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let file: Config =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.clone(), source: Box::new(e) })?;
         Ok(self.over(file))
     }
 
@@ -94,7 +119,7 @@ impl Config {
     }
 
     /// The server settings, validated.
-    pub fn serve_config(&self) -> anyhow::Result<ServeConfig> {
+    pub fn serve_config(&self) -> Result<ServeConfig, ConfigError> {
         let d = playlists::Options::default();
         let options = playlists::Options {
             target_duration: self.target_duration.unwrap_or(d.target_duration),

@@ -61,7 +61,7 @@ pub fn spawn(engine: Engine, name: &str) {
 pub async fn run(engine: &Engine, id: &StreamId, file: &[u8]) -> Result<(), crate::http::ApiError> {
     let pass = split(file)?;
     let init = engine.publish_init(id, pass.init.clone()).await?;
-    tracing::info!(stream = %id, codecs = init.codecs(), "demo stream: http://<bind>/live/{id}/index.m3u8");
+    tracing::info!(stream = %id, codecs = init.codecs(), "publishing the demo stream at real-time pace");
     let start = tokio::time::Instant::now();
     let mut media_time = Duration::ZERO;
     for round in 0u64.. {
