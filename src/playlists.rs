@@ -171,7 +171,7 @@ impl Stream {
         };
         let meta = PartMeta { duration, independent: fragment.independent(), discontinuity: jump, wallclock: now };
         let published = self.publish_locked(&mut w, fragment.bytes, meta)?;
-        w.next_decode = decode.map(|(base, ts)| (base + ticks(duration, ts), ts));
+        w.next_decode = decode.map(|(base, ts)| (base.saturating_add(ticks(duration, ts)), ts));
         Ok(published)
     }
 
@@ -187,6 +187,19 @@ impl Stream {
         }
         if bytes.len() > self.options.max_part_bytes {
             return Err(Error::TooLarge { what: "part", size: bytes.len(), limit: self.options.max_part_bytes });
+        }
+        // A part must fit in a segment of at most the target duration (checklist item 68); one that does not
+        // would break the playlist for every player, so it is refused and nothing published changes.
+        if meta.duration.is_zero() {
+            return Err(Error::Malformed("the fragment has no duration".into()));
+        }
+        if meta.duration > self.options.target_duration_as_duration() {
+            return Err(Error::Malformed(format!(
+                "a fragment of {:.3} s is longer than the target duration ({} s): fragment more often \
+                 (ffmpeg: -frag_duration) or raise the target duration",
+                meta.duration.as_secs_f64(),
+                self.options.target_duration
+            )));
         }
         meta.discontinuity |= std::mem::take(&mut w.discontinuity);
         let (duration, independent, discontinuity, now) =
@@ -560,5 +573,85 @@ impl Playlists {
             out.push_str(&format!("\n{}/index.m3u8\n", id.name()));
         }
         any.then_some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(ms: u64, independent: bool) -> PartMeta {
+        PartMeta {
+            duration: Duration::from_millis(ms),
+            independent,
+            discontinuity: false,
+            wallclock: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn stream(p: &Playlists, name: &str) -> Arc<Stream> {
+        p.start(&StreamId::parse(name).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn parts_that_cannot_fit_a_segment_are_refused_and_change_nothing() {
+        let p = Playlists::new(Options::default()).unwrap();
+        let s = stream(&p, "a");
+        for i in 0..6 {
+            s.publish_part(Bytes::from_static(b"x"), meta(200, i % 5 == 0)).unwrap();
+        }
+        let before = (s.edge(), s.latest_playlist());
+        assert!(matches!(s.publish_part(Bytes::from_static(b"x"), meta(0, true)), Err(Error::Malformed(_))));
+        assert!(matches!(s.publish_part(Bytes::from_static(b"x"), meta(2001, true)), Err(Error::Malformed(_))));
+        let big = Bytes::from(vec![0; Options::default().max_part_bytes + 1]);
+        assert!(matches!(s.publish_part(big, meta(200, false)), Err(Error::TooLarge { .. })));
+        assert_eq!((s.edge(), s.latest_playlist()), before);
+    }
+
+    #[test]
+    fn streams_are_limited_and_replaced_once_ended() {
+        let options = Options { max_streams: 1, ..Options::default() };
+        let p = Playlists::new(options).unwrap();
+        let a = stream(&p, "a");
+        assert!(matches!(p.start(&StreamId::parse("b").unwrap()), Err(Error::TooManyStreams(1))));
+        assert!(Arc::ptr_eq(&a, &stream(&p, "a")));
+        a.end();
+        assert!(a.publish_part(Bytes::new(), meta(200, true)).is_err());
+        let again = stream(&p, "a");
+        assert!(!Arc::ptr_eq(&a, &again));
+        assert!(a.edge().removed, "waiters on the replaced stream are released");
+        assert!(p.remove(&StreamId::parse("a").unwrap()).is_some());
+        assert!(p.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_held_request_wakes_on_the_part_and_times_out_without_it() {
+        let p = Playlists::new(Options::default()).unwrap();
+        let s = stream(&p, "a");
+        for i in 0..6 {
+            s.publish_part(Bytes::from_static(b"x"), meta(200, i % 5 == 0)).unwrap();
+        }
+        let req = PlaylistRequest::parse("_HLS_msn=1&_HLS_part=1").unwrap();
+        let waiter = {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.playlist(&req, Duration::from_secs(30)).await })
+        };
+        tokio::task::yield_now().await;
+        s.publish_part(Bytes::from_static(b"y"), meta(200, false)).unwrap();
+        let rendered = waiter.await.unwrap().unwrap();
+        assert_eq!(rendered.position, Position::new(1, 1));
+        let req = PlaylistRequest::parse("_HLS_msn=1&_HLS_part=2").unwrap();
+        let timed_out = s.playlist(&req, Duration::from_millis(50)).await;
+        assert!(matches!(timed_out, Err(Error::Timeout(_))));
+        // The hinted part is held, then served; a part past the hint is not found at once.
+        assert_eq!(s.edge().hint, Some(Position::new(1, 2)));
+        assert_eq!(s.wait_part(Position::new(1, 3), Duration::from_secs(30)).await, Err(Error::NotFound));
+        let part = {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.wait_part(Position::new(1, 2), Duration::from_secs(30)).await })
+        };
+        tokio::task::yield_now().await;
+        s.publish_part(Bytes::from_static(b"z"), meta(200, false)).unwrap();
+        assert_eq!(part.await.unwrap().unwrap(), Bytes::from_static(b"z"));
     }
 }
