@@ -1,7 +1,8 @@
 //! `ChunkCache`: the parts of every live stream, in per-stream rings of slots that players read directly.
 //!
-//! Each stream gets a [`Ring`] when it starts: `retained_segments` rows of `max_parts_per_segment` slots, so the
-//! slot of part `(msn, part)` is found by arithmetic, `(msn % rows) * row_len + part`, with no map and no search.
+//! Each stream gets a [`Ring`] when it starts: `retained_segments` rows (rounded up to a power of two, so that the
+//! row is a mask rather than a division) of `max_parts_per_segment` slots, so the slot of part `(msn, part)` is
+//! found by arithmetic, `(msn & (rows - 1)) * row_len + part`, with no map and no search.
 //! Every slot has its own lock and remembers which position and which stream generation it holds; a read checks
 //! both, so a read of an evicted or overwritten position returns nothing, never another part's bytes.
 //!
@@ -71,13 +72,21 @@ impl Segment {
     }
 }
 
+/// Aligns its content to its own cache line (128 bytes covers the adjacent-line prefetch of x86 and the line
+/// size of recent ARM cores).
+#[repr(align(128))]
+struct CacheLine<T>(T);
+
 /// The part ring of one stream. Cheap to share (`Arc`); a reader keeps it to avoid the stream-map lookup.
 pub struct Ring {
     generation: u64,
     row_len: usize,
+    /// `rows.len() - 1`; `rows.len()` is a power of two.
+    mask: u64,
     rows: Box<[RwLock<Row>]>,
     slots: Box<[RwLock<Slot>]>,
-    last: AtomicU64,
+    /// On a cache line of its own: readers poll it, and nothing else the writer touches should evict it.
+    last: CacheLine<AtomicU64>,
     /// Serializes writers. There is one by design (the stream's owner); the lock makes a second one safe, not fast.
     writer: Mutex<()>,
 }
@@ -91,16 +100,17 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Ring {
-    /// A ring of `rows` segments of up to `row_len` parts each.
+    /// A ring of at least `rows` segments (rounded up to a power of two) of up to `row_len` parts each.
     pub fn new(generation: u64, rows: usize, row_len: usize) -> Self {
-        let rows = rows.max(2);
+        let rows = rows.max(2).next_power_of_two();
         let row_len = row_len.max(1);
         Self {
             generation,
             row_len,
             rows: (0..rows).map(|_| RwLock::new(EMPTY_ROW)).collect(),
             slots: (0..rows * row_len).map(|_| RwLock::new(Slot::default())).collect(),
-            last: AtomicU64::new(NONE),
+            mask: rows as u64 - 1,
+            last: CacheLine(AtomicU64::new(NONE)),
             writer: Mutex::new(()),
         }
     }
@@ -117,11 +127,11 @@ impl Ring {
 
     /// The newest published part: one atomic load.
     pub fn last(&self) -> Option<Position> {
-        unpack(self.last.load(Ordering::Acquire))
+        unpack(self.last.0.load(Ordering::Acquire))
     }
 
     fn row_index(&self, msn: u64) -> usize {
-        (msn % self.rows.len() as u64) as usize
+        (msn & self.mask) as usize
     }
 
     fn slot(&self, p: Position) -> Option<&RwLock<Slot>> {
@@ -160,7 +170,7 @@ impl Ring {
             let mut row = write(&self.rows[self.row_index(position.msn)]);
             row.parts = position.part + 1;
         }
-        self.last.store(pack(position), Ordering::Release);
+        self.last.0.store(pack(position), Ordering::Release);
         Ok(completed)
     }
 
@@ -313,23 +323,26 @@ mod tests {
     #[test]
     fn evicted_segments_read_as_nothing_and_free_their_parts() {
         let ring = Ring::new(1, 3, 4);
+        assert_eq!(ring.retained_segments(), 4, "rounded up to a power of two");
         let big = Bytes::from(vec![1u8; 1000]);
-        for msn in 0..3 {
+        for msn in 0..4 {
             for part in 0..2 {
-                ring.publish(Position::new(msn, part), big.clone()).expect("publish");
+                let bytes = if msn == 0 { big.clone() } else { bytes_for(Position::new(msn, part)) };
+                ring.publish(Position::new(msn, part), bytes).expect("publish");
             }
         }
         assert!(ring.get(Position::new(0, 1)).is_some());
-        ring.publish(Position::new(3, 0), Bytes::from("new")).expect("publish");
-        // Row 0 now belongs to segment 3; segment 0 is gone, and so are its bytes.
+        assert!(!big.is_unique());
+        ring.publish(Position::new(4, 0), Bytes::from("new")).expect("publish");
+        // Row 0 now belongs to segment 4; segment 0 is gone, and so are its bytes.
+        assert!(big.is_unique(), "the evicted parts were dropped");
         assert_eq!(ring.get(Position::new(0, 0)), None);
         assert_eq!(ring.get(Position::new(0, 1)), None);
         assert_eq!(ring.segment(0), None);
-        assert_eq!(ring.get(Position::new(3, 0)), Some(Bytes::from("new")));
-        // Only the clone held here and the two parts of each of segments 1 and 2 still refer to `big`.
-        assert!(!big.is_unique());
+        assert_eq!(ring.get(Position::new(4, 0)), Some(Bytes::from("new")));
+        assert!(ring.get(Position::new(1, 1)).is_some());
         assert_eq!(ring.parts_in(0), None);
-        assert_eq!(ring.parts_in(3), Some(1));
+        assert_eq!(ring.parts_in(4), Some(1));
     }
 
     #[test]
