@@ -9,8 +9,14 @@
 //! Writes (one writer per stream: its owner) lock exactly one slot. Reads take a shared lock just long enough to
 //! clone the `Bytes` (a reference-count increment: zero-copy). [`Ring::last`] is one atomic load. When a segment's
 //! row is reused for a newer segment, the old parts are dropped, so memory stays bounded by the retained window.
+//!
+//! Taking a shared lock still writes the lock's reader count, and when every core reads the same newest parts
+//! (a live edge watched by many players) that count bounces between cores on every read. So a slot's lock is
+//! split per reading core, as a big-reader lock: the slot array is kept once per shard (one shard per core, up to
+//! [`MAX_SHARDS`]), each reading thread uses its own shard, and the writer writes the slot in every shard (a
+//! `Bytes` clone each, no copy of the payload).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
@@ -72,6 +78,25 @@ impl Segment {
     }
 }
 
+/// Most reader shards a ring keeps (each one a copy of the slot array, without the payloads).
+pub const MAX_SHARDS: usize = 16;
+
+fn shard_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_SHARDS)
+}
+
+/// Hands out reader shards to threads in the order they first read.
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static READER_SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The calling thread's reader shard (modulo the ring's shard count).
+fn reader_shard() -> usize {
+    READER_SHARD.with(|s| *s)
+}
+
 /// Aligns its content to its own cache line (128 bytes covers the adjacent-line prefetch of x86 and the line
 /// size of recent ARM cores).
 #[repr(align(128))]
@@ -84,7 +109,8 @@ pub struct Ring {
     /// `rows.len() - 1`; `rows.len()` is a power of two.
     mask: u64,
     rows: Box<[RwLock<Row>]>,
-    slots: Box<[RwLock<Slot>]>,
+    /// The slots, once per reader shard.
+    shards: Box<[Box<[RwLock<Slot>]>]>,
     /// On a cache line of its own: readers poll it, and nothing else the writer touches should evict it.
     last: CacheLine<AtomicU64>,
     /// Serializes writers. There is one by design (the stream's owner); the lock makes a second one safe, not fast.
@@ -108,7 +134,9 @@ impl Ring {
             generation,
             row_len,
             rows: (0..rows).map(|_| RwLock::new(EMPTY_ROW)).collect(),
-            slots: (0..rows * row_len).map(|_| RwLock::new(Slot::default())).collect(),
+            shards: (0..shard_count())
+                .map(|_| (0..rows * row_len).map(|_| RwLock::new(Slot::default())).collect())
+                .collect(),
             mask: rows as u64 - 1,
             last: CacheLine(AtomicU64::new(NONE)),
             writer: Mutex::new(()),
@@ -134,12 +162,9 @@ impl Ring {
         (msn & self.mask) as usize
     }
 
-    fn slot(&self, p: Position) -> Option<&RwLock<Slot>> {
+    fn slot_index(&self, p: Position) -> Option<usize> {
         let part = p.part as usize;
-        if part >= self.row_len {
-            return None;
-        }
-        self.slots.get(self.row_index(p.msn) * self.row_len + part)
+        (part < self.row_len).then(|| self.row_index(p.msn) * self.row_len + part)
     }
 
     /// Publishes the part at `position`. Positions must advance: the next part of the newest segment, or part 0
@@ -154,17 +179,17 @@ impl Ring {
             None if position.part == 0 => {}
             _ => return Err(Error::BadRequest("part position does not follow the last part")),
         }
-        let Some(slot) = self.slot(position) else {
+        let Some(i) = self.slot_index(position) else {
             return Err(Error::BadRequest("part index beyond the segment's capacity"));
         };
         if position.part == 0 {
             self.start_row(position.msn);
         }
-        {
-            let mut s = write(slot);
+        for shard in self.shards.iter() {
+            let mut s = write(&shard[i]);
             s.generation = self.generation;
             s.position = position;
-            s.bytes = bytes;
+            s.bytes = bytes.clone();
         }
         {
             let mut row = write(&self.rows[self.row_index(position.msn)]);
@@ -183,8 +208,10 @@ impl Ring {
             *row = Row { generation: self.generation, msn, parts: 0, complete: false };
             old
         };
-        for part in 0..old.parts as usize {
-            *write(&self.slots[i * self.row_len + part]) = Slot::default();
+        for shard in self.shards.iter() {
+            for part in 0..old.parts as usize {
+                *write(&shard[i * self.row_len + part]) = Slot::default();
+            }
         }
     }
 
@@ -204,7 +231,8 @@ impl Ring {
 
     /// The part at `position`, if it is retained.
     pub fn get(&self, position: Position) -> Option<Bytes> {
-        let s = read(self.slot(position)?);
+        let shard = &self.shards[reader_shard() % self.shards.len()];
+        let s = read(&shard[self.slot_index(position)?]);
         (s.generation == self.generation && s.position == position).then(|| s.bytes.clone())
     }
 
