@@ -80,8 +80,13 @@ pub struct Versions {
     row_len: usize,
     slots: Box<[RwLock<Option<Arc<Rendered>>>]>,
     latest: AtomicU64,
-    init: RwLock<Option<Bytes>>,
+    /// The newest init segments by version, newest last: an encoder restart may bring a new one, and players
+    /// still on the segments before it need the old one for a while.
+    inits: RwLock<Vec<(u32, Bytes)>>,
 }
+
+/// Init segment versions kept per stream.
+const INIT_VERSIONS: usize = 4;
 
 impl Versions {
     /// A ring of `rows` segments' worth of versions, `row_len` parts each.
@@ -91,7 +96,7 @@ impl Versions {
             row_len,
             slots: (0..rows.max(2) * row_len).map(|_| RwLock::new(None)).collect(),
             latest: AtomicU64::new(NONE),
-            init: RwLock::new(None),
+            inits: RwLock::new(Vec::with_capacity(INIT_VERSIONS)),
         }
     }
 
@@ -128,14 +133,26 @@ impl Versions {
         self.get(Position::new(v >> 16, (v & 0xffff) as u32))
     }
 
-    /// Replaces the init segment.
-    pub fn set_init(&self, init: Bytes) {
-        *self.init.write().unwrap_or_else(PoisonError::into_inner) = Some(init);
+    /// Stores the init segment of `version` (replacing one of the same version), forgetting the oldest beyond
+    /// [`INIT_VERSIONS`].
+    pub fn set_init(&self, version: u32, init: Bytes) {
+        let mut inits = self.inits.write().unwrap_or_else(PoisonError::into_inner);
+        inits.retain(|(v, _)| *v != version);
+        if inits.len() == INIT_VERSIONS {
+            inits.remove(0);
+        }
+        inits.push((version, init));
     }
 
-    /// The init segment.
+    /// The newest init segment.
     pub fn init(&self) -> Option<Bytes> {
-        self.init.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.inits.read().unwrap_or_else(PoisonError::into_inner).last().map(|(_, b)| b.clone())
+    }
+
+    /// The init segment of `version`, if still kept.
+    pub fn init_version(&self, version: u32) -> Option<Bytes> {
+        let inits = self.inits.read().unwrap_or_else(PoisonError::into_inner);
+        inits.iter().find(|(v, _)| *v == version).map(|(_, b)| b.clone())
     }
 }
 
@@ -218,8 +235,17 @@ mod tests {
     fn streams_are_replaced_and_removed() {
         let cache = M3u8Cache::new(2, 4);
         let id = StreamId::parse("a").expect("id");
-        cache.add_stream(&id).set_init(Bytes::from("init"));
+        let v = cache.add_stream(&id);
+        v.set_init(0, Bytes::from("init"));
         assert_eq!(cache.stream(&id).expect("a").init(), Some(Bytes::from("init")));
+        v.set_init(1, Bytes::from("init1"));
+        assert_eq!(v.init(), Some(Bytes::from("init1")));
+        assert_eq!(v.init_version(0), Some(Bytes::from("init")));
+        for i in 2..6 {
+            v.set_init(i, Bytes::from("more"));
+        }
+        assert_eq!(v.init_version(1), None, "only the newest versions are kept");
+        assert_eq!(v.init_version(5), Some(Bytes::from("more")));
         cache.add_stream(&id);
         assert_eq!(cache.stream(&id).expect("a").init(), None);
         assert!(cache.remove_stream(&id).is_some());

@@ -139,6 +139,8 @@ struct Segment {
     discontinuity: bool,
     /// `EXT-X-PROGRAM-DATE-TIME` of its first sample.
     date: SystemTime,
+    /// Version of the init segment its parts need (`EXT-X-MAP`).
+    map: u32,
 }
 
 impl Segment {
@@ -174,6 +176,8 @@ pub struct M3u8Manifest {
     longest_part: Duration,
     part_target: Option<Duration>,
     discontinuity_sequence: u64,
+    /// Version of the init segment that parts pushed from now on need.
+    map: u32,
     ended: bool,
     /// Where media time and wallclock were last tied together (stream start or the latest discontinuity).
     anchor_date: SystemTime,
@@ -202,6 +206,7 @@ impl M3u8Manifest {
             first_part: 0,
             discontinuity: false,
             date: UNIX_EPOCH,
+            map: 0,
         };
         Self {
             target_duration: options.target_duration.max(1),
@@ -221,6 +226,7 @@ impl M3u8Manifest {
             longest_part: Duration::ZERO,
             part_target: None,
             discontinuity_sequence: 0,
+            map: 0,
             ended: false,
             anchor_date: UNIX_EPOCH,
             anchor_start: Duration::ZERO,
@@ -236,6 +242,14 @@ impl M3u8Manifest {
         let mut m = Self::new(options);
         m.open.msn = first_msn;
         m
+    }
+
+    /// Sets the version of the init segment that the parts pushed from now on need. A new init changes the
+    /// timeline, so the caller pushes the next part with `discontinuity`; that part's segment then carries its own
+    /// `EXT-X-MAP` with the new URI (`init{version}.mp4`; version 0 is `init.mp4`), so that no player or cache
+    /// keeps using the old init under an unchanged URI.
+    pub fn set_map(&mut self, version: u32) {
+        self.map = version;
     }
 
     /// Appends one part, first closing the open segment when the rollover rules say so (see the module docs).
@@ -273,6 +287,7 @@ impl M3u8Manifest {
                 self.anchor_start = self.open.start;
             }
             self.open.date = add_time(self.anchor_date, self.open.start - self.anchor_start);
+            self.open.map = self.map;
         }
 
         let position = Position::new(self.open.msn, self.open.parts);
@@ -387,7 +402,8 @@ impl M3u8Manifest {
             put_u64(out, skipped as u64);
             out.push(b'\n');
         }
-        out.extend_from_slice(b"#EXT-X-MAP:URI=\"init.mp4\"\n");
+        let first_map = self.segments.get(skipped).map_or(self.open.map, |s| s.map);
+        put_map(out, first_map);
 
         let end = if self.open.parts > 0 {
             self.open.end()
@@ -395,9 +411,11 @@ impl M3u8Manifest {
             self.segments.back().map_or(Duration::ZERO, Segment::end)
         };
         let mut first = true;
+        let mut map = first_map;
         for seg in self.segments.iter().skip(skipped) {
-            self.put_segment_head(seg, first, out);
+            self.put_segment_head(seg, first, map, out);
             first = false;
+            map = seg.map;
             if end.saturating_sub(seg.end()) <= self.part_window {
                 self.put_parts(seg, out);
             }
@@ -408,7 +426,7 @@ impl M3u8Manifest {
             out.extend_from_slice(b".mp4\n");
         }
         if self.open.parts > 0 {
-            self.put_segment_head(&self.open, first, out);
+            self.put_segment_head(&self.open, first, map, out);
             self.put_parts(&self.open, out);
         }
 
@@ -432,9 +450,14 @@ impl M3u8Manifest {
 
     /// Tags that apply to a whole segment, before its first part (item 7): the discontinuity, and the date on
     /// the first listed segment and after every discontinuity (item 12).
-    fn put_segment_head(&self, seg: &Segment, first: bool, out: &mut Vec<u8>) {
+    /// `map` is the init version of the segment listed before it: a segment that needs another one gets its own
+    /// `EXT-X-MAP`.
+    fn put_segment_head(&self, seg: &Segment, first: bool, map: u32, out: &mut Vec<u8>) {
         if seg.discontinuity {
             out.extend_from_slice(b"#EXT-X-DISCONTINUITY\n");
+        }
+        if seg.map != map {
+            put_map(out, seg.map);
         }
         if first || seg.discontinuity {
             out.extend_from_slice(b"#EXT-X-PROGRAM-DATE-TIME:");
@@ -517,6 +540,7 @@ impl M3u8Manifest {
             first_part: self.parts_total,
             discontinuity: false,
             date: seg.date,
+            map: seg.map,
         };
         ClosedSegment { msn: seg.msn, duration: seg.duration, parts: seg.parts }
     }
@@ -532,6 +556,15 @@ impl M3u8Manifest {
             self.discontinuity_sequence += 1;
         }
     }
+}
+
+/// `#EXT-X-MAP` naming the init segment of `version`.
+fn put_map(out: &mut Vec<u8>, version: u32) {
+    out.extend_from_slice(b"#EXT-X-MAP:URI=\"init");
+    if version > 0 {
+        put_u64(out, u64::from(version));
+    }
+    out.extend_from_slice(b".mp4\"\n");
 }
 
 /// Whether `ms` rounds (to the nearest second, halves up) above `target` seconds.
@@ -1537,5 +1570,32 @@ s8.mp4
         m.render(false, &[], &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:100\n") && text.contains("\ns100.mp4\n"), "{text}");
+    }
+
+    #[test]
+    fn item_7_a_new_init_gets_its_own_map_after_the_discontinuity() {
+        let part = |i: u64, discontinuity: bool| PartMeta {
+            duration: Duration::from_millis(200),
+            independent: i % 5 == 0,
+            discontinuity,
+            wallclock: UNIX_EPOCH,
+        };
+        let mut m = M3u8Manifest::new(&Options::default());
+        for i in 0..10 {
+            m.push(part(i, false));
+        }
+        m.set_map(1);
+        for i in 10..16 {
+            m.push(part(i, i == 10));
+        }
+        let mut out = Vec::new();
+        m.render(false, &[], &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let maps: Vec<&str> = text.lines().filter(|l| l.starts_with("#EXT-X-MAP")).collect();
+        assert_eq!(maps, ["#EXT-X-MAP:URI=\"init.mp4\"", "#EXT-X-MAP:URI=\"init1.mp4\""], "{text}");
+        let after = text.split("#EXT-X-DISCONTINUITY\n").nth(1).unwrap();
+        assert!(after.starts_with("#EXT-X-MAP:URI=\"init1.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:"), "{text}");
+        let before_parts = after.split("#EXT-X-PART").next().unwrap();
+        assert!(before_parts.contains("init1.mp4"), "item 7: the map comes before the segment's first part");
     }
 }

@@ -83,6 +83,8 @@ struct Group {
 struct Writer {
     manifest: M3u8Manifest,
     init: Option<Arc<Init>>,
+    /// Version of `init`: bumped each time the encoder sends a different one.
+    init_version: u32,
     /// Where the main track's timeline should continue: (decode time, timescale).
     next_decode: Option<(u64, u32)>,
     discontinuity: bool,
@@ -134,11 +136,15 @@ impl Stream {
         }
         let changed = w.init.as_ref().is_some_and(|old| old.bytes != init.bytes);
         if changed && w.info.parts > 0 {
+            // New media parameters: a new timeline, and a new init URI so that nothing keeps the old one.
             w.discontinuity = true;
+            w.init_version += 1;
+            let version = w.init_version;
+            w.manifest.set_map(version);
         }
         w.info.codecs = Some(init.codecs());
         w.info.resolution = init.resolution();
-        self.versions.set_init(init.bytes.clone());
+        self.versions.set_init(w.init_version, init.bytes.clone());
         w.init = Some(init);
         Ok(())
     }
@@ -374,9 +380,14 @@ impl Stream {
         self.parts.segment(msn)
     }
 
-    /// The init segment.
+    /// The newest init segment.
     pub fn init(&self) -> Option<Bytes> {
         self.versions.init()
+    }
+
+    /// The init segment of `version` (`init{version}.mp4`; `init.mp4` is version 0), if still kept.
+    pub fn init_version(&self, version: u32) -> Option<Bytes> {
+        self.versions.init_version(version)
     }
 
     /// Whether a request waiting for `want` could ever be met by this stream (it has not been removed).
@@ -499,6 +510,7 @@ impl Playlists {
             writer: Mutex::new(Writer {
                 manifest: M3u8Manifest::starting_at(&self.options, first_msn),
                 init: None,
+                init_version: 0,
                 next_decode: None,
                 discontinuity: false,
                 info: StreamInfo { target_duration: self.options.target_duration, ..StreamInfo::default() },

@@ -277,3 +277,21 @@ async fn idle_streams_get_endlist_and_are_removed_after_the_grace_period() {
     let text = server.get("/live/cam/index.m3u8").await.text();
     assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:2\n") && text.contains("\ns2.mp4\n"), "{text}");
 }
+
+#[actix_web::test]
+async fn items_7_11_a_new_init_gets_a_new_map_uri_and_the_old_one_stays() {
+    let server = start_default().await;
+    let h264 = Media::h264();
+    let vp9 = Media::load("vp9_opus.mp4");
+    assert_eq!(server.post("/ingest/cam", h264.file.clone()).await.status, StatusCode::OK);
+    // The encoder comes back with other codecs: a new init.
+    assert_eq!(server.post("/ingest/cam", vp9.file.clone()).await.status, StatusCode::OK);
+    let text = server.get("/live/cam/index.m3u8").await.text();
+    let after = text.split("#EXT-X-DISCONTINUITY\n").nth(1).expect("a discontinuity");
+    assert!(after.starts_with("#EXT-X-MAP:URI=\"init1.mp4\"\n"), "{text}");
+    assert_eq!(server.get("/live/cam/init1.mp4").await.body, vp9.init);
+    assert_eq!(server.get("/live/cam/init.mp4").await.body, h264.init);
+    assert_eq!(server.get("/live/cam/init2.mp4").await.status, StatusCode::NOT_FOUND);
+    let api: serde_json::Value = serde_json::from_slice(&server.get("/api/streams/cam").await.body).unwrap();
+    assert!(api["codecs"].as_str().unwrap().starts_with("vp09"), "{api}");
+}

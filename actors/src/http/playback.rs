@@ -26,7 +26,7 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 enum Resource {
     Playlist,
     Master,
-    Init,
+    Init(u32),
     Part(Position),
     Segment(u64),
 }
@@ -40,10 +40,14 @@ fn parse_resource(file: &str) -> Option<Resource> {
     match file {
         "index.m3u8" => return Some(Resource::Playlist),
         "master.m3u8" => return Some(Resource::Master),
-        "init.mp4" => return Some(Resource::Init),
+        "init.mp4" => return Some(Resource::Init(0)),
         _ => {}
     }
     let stem = file.strip_suffix(".mp4")?;
+    if let Some(version) = stem.strip_prefix("init") {
+        // `init0.mp4` is not a name the playlists use: version 0 is `init.mp4`.
+        return parse_number(version).filter(|v| *v > 0).map(Resource::Init);
+    }
     if let Some(p) = stem.strip_prefix('p') {
         let (msn, part) = p.split_once('.')?;
         return Some(Resource::Part(Position::new(parse_number(msn)?, parse_number(part)?)));
@@ -78,12 +82,12 @@ pub async fn serve(
     let stream = state.playlists.stream(&id).ok_or(ApiError::NotFound("no such stream"))?;
     match resource {
         Resource::Playlist => playlist(&req, &stream).await,
-        Resource::Init => {
-            let init = stream.init().ok_or(ApiError::NotFound("no init segment yet"))?;
+        Resource::Init(version) => {
+            let init = stream.init_version(version).ok_or(ApiError::NotFound("no such init segment"))?;
             let mut h = std::collections::hash_map::DefaultHasher::new();
             init.hash(&mut h);
             let etag = format!("\"{}-i{:x}\"", stream.generation(), h.finish());
-            // The init may be replaced by an encoder restart, under the same URL: cache it briefly only.
+            // A stream re-created under the same id starts its init URIs over: cache them briefly only.
             let cache = format!("public, max-age={}", stream.blocking_timeout().as_secs() / 3);
             Ok(media(&req, etag, &cache, vec![init]))
         }
@@ -165,7 +169,9 @@ mod tests {
     #[test]
     fn resources_are_parsed_strictly() {
         assert_eq!(parse_resource("index.m3u8"), Some(Resource::Playlist));
-        assert_eq!(parse_resource("init.mp4"), Some(Resource::Init));
+        assert_eq!(parse_resource("init.mp4"), Some(Resource::Init(0)));
+        assert_eq!(parse_resource("init3.mp4"), Some(Resource::Init(3)));
+        assert_eq!(parse_resource("init0.mp4"), None);
         assert_eq!(parse_resource("p12.3.mp4"), Some(Resource::Part(Position::new(12, 3))));
         assert_eq!(parse_resource("s7.mp4"), Some(Resource::Segment(7)));
         for bad in ["p1.mp4", "p-1.0.mp4", "p+1.0.mp4", "s.mp4", "s1.m4s", "p1.2.3.mp4", "x.mp4", "p1.99999999999.mp4"]
