@@ -6,6 +6,7 @@
 //! request of that stream at once. Readers ([`Stream::playlist`], [`Stream::wait_part`], [`Stream::segment`],
 //! [`Stream::init`]) never take the writer's lock.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -103,6 +104,8 @@ pub struct Stream {
     edge: watch::Sender<Edge>,
     writer: Mutex<Writer>,
     group: Option<Arc<Group>>,
+    /// The lease of the newest publisher (see [`Stream::take_over`]).
+    publisher: AtomicU64,
 }
 
 impl Stream {
@@ -114,6 +117,18 @@ impl Stream {
     /// Unique per stream for the life of the [`Playlists`]: a stream re-created under the same id has another.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Makes the caller the stream's publisher and returns its lease. The newest publisher wins: an encoder that
+    /// reconnects (or a second one) takes over at once, even while the old connection is still half-open, and the
+    /// old one learns from [`Stream::is_publisher`] that it must stop.
+    pub fn take_over(&self) -> u64 {
+        self.publisher.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Whether `lease` is still the newest publisher's.
+    pub fn is_publisher(&self, lease: u64) -> bool {
+        self.publisher.load(Ordering::Acquire) == lease
     }
 
     fn writer(&self) -> MutexGuard<'_, Writer> {
@@ -518,6 +533,7 @@ impl Playlists {
                 delta: Vec::with_capacity(8 << 10),
             }),
             group,
+            publisher: AtomicU64::new(0),
         })
     }
 

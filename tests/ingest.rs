@@ -295,3 +295,45 @@ async fn items_7_11_a_new_init_gets_a_new_map_uri_and_the_old_one_stays() {
     let api: serde_json::Value = serde_json::from_slice(&server.get("/api/streams/cam").await.body).unwrap();
     assert!(api["codecs"].as_str().unwrap().starts_with("vp09"), "{api}");
 }
+
+#[actix_web::test]
+async fn the_newest_upload_takes_the_stream_over_and_the_old_one_is_cut_off() {
+    use std::io::Read as _;
+    let server = start_default().await;
+    let media = Media::h264();
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let chunk = |s: &mut std::net::TcpStream, b: &[u8]| {
+        write!(s, "{:x}\r\n", b.len()).unwrap();
+        s.write_all(b).unwrap();
+        s.write_all(b"\r\n").unwrap();
+        s.flush().unwrap();
+    };
+    // An upload that stays open (a half-open encoder connection, say).
+    let mut old = std::net::TcpStream::connect(&addr).unwrap();
+    write!(old, "POST /ingest/cam HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+    let mut first = media.init.to_vec();
+    for f in &media.fragments[..3] {
+        first.extend_from_slice(f);
+    }
+    chunk(&mut old, &first);
+    settle().await;
+    assert_eq!(
+        server.engine.playlists().stream(&id("cam")).unwrap().edge().last_part,
+        Some(playlists::Position::new(0, 2))
+    );
+    // A new upload of the same stream takes over.
+    assert_eq!(server.post("/ingest/cam", media.file.clone()).await.status, StatusCode::OK);
+    let taken = server.engine.playlists().stream(&id("cam")).unwrap().edge().last_part.unwrap();
+    // The old upload's next fragment is refused with 409 and publishes nothing.
+    let old_response = std::thread::spawn(move || {
+        chunk(&mut old, &media.fragments[3]);
+        old.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 256];
+        let n = old.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    })
+    .join()
+    .unwrap();
+    assert!(old_response.starts_with("HTTP/1.1 409"), "{old_response}");
+    assert_eq!(server.engine.playlists().stream(&id("cam")).unwrap().edge().last_part, Some(taken));
+}

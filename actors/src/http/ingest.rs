@@ -265,6 +265,11 @@ async fn upload(req: HttpRequest, stream: &str, mut payload: web::Payload, state
         Ok(a) => a,
         Err(e) => return reject(e),
     };
+    // The newest upload of a stream is its publisher; an older one still sending is cut off (409).
+    let Some(stream) = state.playlists.stream(&id) else {
+        return reject(ApiError::Unavailable("the stream went away".into()));
+    };
+    let lease = stream.take_over();
     let max = state.playlists.options().max_part_bytes;
     let mut splitter = Splitter::new(max);
     let mut summary = Summary { stream: id.to_string(), ..Summary::default() };
@@ -289,6 +294,10 @@ async fn upload(req: HttpRequest, stream: &str, mut payload: web::Payload, state
                     return reject(e.into());
                 }
             };
+            if !stream.is_publisher(lease) {
+                tracing::info!(stream = %id, "ingest superseded by a newer upload");
+                return reject(ApiError::Superseded);
+            }
             match deliver(&state, &id, &mut addr, item).await {
                 Ok(Some(p)) => summary.add(&p),
                 Ok(None) => {}

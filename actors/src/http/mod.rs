@@ -54,6 +54,9 @@ pub enum ApiError {
     /// A request the server cannot make sense of.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A newer upload took the stream over from this one.
+    #[error("another upload took over this stream")]
+    Superseded,
     /// The server is shutting down or an internal part failed.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -74,6 +77,7 @@ impl ResponseError for ApiError {
                 E::InvalidOptions(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Superseded => StatusCode::CONFLICT,
             ApiError::Busy | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
