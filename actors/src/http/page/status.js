@@ -37,13 +37,13 @@ function row(name) {
   canvas.width = 160;
   canvas.height = 32;
   const rate = el("span", null, "–");
-  cells.bitrate.className = "bitrate";
-  cells.bitrate.append(canvas, rate);
+  const chart = el("div", "chart");
+  chart.append(canvas, rate);
+  cells.bitrate.appendChild(chart);
   const warnings = el("ul", "warnings");
   cells.warnings.appendChild(warnings);
   const play = el("button", null, "play");
   play.addEventListener("click", () => togglePreview(r));
-  cells.preview.className = "preview";
   cells.preview.appendChild(play);
   r = { name, tr, cells, canvas, rate, warnings, play, history: [], player: null, video: null };
   rows.set(name, r);
@@ -64,7 +64,7 @@ function removeRow(name) {
 }
 
 function setState(r, state) {
-  r.cells.state.replaceChildren(el("span", "state " + state, state));
+  r.cells.state.replaceChildren(el("span", "badge " + state, state));
 }
 
 function setPosition(r, msn, part) {
@@ -94,12 +94,14 @@ function drawSparkline(r) {
   ctx.clearRect(0, 0, c.width, c.height);
   const h = r.history;
   if (h.length < 2) return;
-  const max = Math.max(...h, 1);
+  const max = Math.max(...h, 1) * 1.1;
+  // Newest sample at the right edge; the line grows leftwards as history fills.
+  const offset = HISTORY - h.length;
   ctx.strokeStyle = getComputedStyle(document.body).getPropertyValue("--accent") || "#0969da";
   ctx.lineWidth = 1.5;
   ctx.beginPath();
   h.forEach((v, i) => {
-    const x = (i / (HISTORY - 1)) * (c.width - 2) + 1;
+    const x = ((i + offset) / (HISTORY - 1)) * (c.width - 2) + 1;
     const y = c.height - 2 - (v / max) * (c.height - 4);
     if (i === 0) ctx.moveTo(x, y);
     else ctx.lineTo(x, y);
