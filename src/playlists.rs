@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use dashmap::mapref::entry::Entry;
@@ -74,6 +74,79 @@ pub struct Published {
     pub warnings: Vec<Warning>,
 }
 
+/// Read-side counters of one stream, bumped by whoever serves it. Relaxed atomics: a few uncontended adds per
+/// request, no lock and no allocation on the read path; readers of the counters only need rates and totals.
+#[derive(Debug, Default)]
+pub struct ReadStats {
+    playlist_requests: AtomicU64,
+    media_requests: AtomicU64,
+    bytes_served: AtomicU64,
+    held: AtomicU64,
+}
+
+/// A copy of a stream's [`ReadStats`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadCounts {
+    /// Playlist requests answered (any status) since the stream started.
+    pub playlist_requests: u64,
+    /// Part, segment and init requests answered since the stream started.
+    pub media_requests: u64,
+    /// Body bytes of the answers counted above.
+    pub bytes_served: u64,
+    /// Requests held right now, waiting for a part to be published.
+    pub held: u64,
+}
+
+impl ReadStats {
+    /// Counts one playlist answer of `bytes`.
+    pub fn playlist_served(&self, bytes: u64) {
+        self.playlist_requests.fetch_add(1, Ordering::Relaxed);
+        self.bytes_served.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts one part, segment or init answer of `bytes`.
+    pub fn media_served(&self, bytes: u64) {
+        self.media_requests.fetch_add(1, Ordering::Relaxed);
+        self.bytes_served.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The counters now.
+    pub fn counts(&self) -> ReadCounts {
+        ReadCounts {
+            playlist_requests: self.playlist_requests.load(Ordering::Relaxed),
+            media_requests: self.media_requests.load(Ordering::Relaxed),
+            bytes_served: self.bytes_served.load(Ordering::Relaxed),
+            held: self.held.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counts a request as held for as long as it waits; dropped however the wait ends (answer, timeout, or the
+/// client going away, which drops the request's future).
+struct HeldGuard<'a>(&'a AtomicU64);
+
+impl<'a> HeldGuard<'a> {
+    fn new(held: &'a AtomicU64) -> Self {
+        held.fetch_add(1, Ordering::Relaxed);
+        Self(held)
+    }
+}
+
+impl Drop for HeldGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A read's answer, and whether it had to wait for a publication.
+#[derive(Debug, Clone)]
+pub struct Answer<T> {
+    /// The answer.
+    pub value: T,
+    /// For a request that was held: how long after the publication that released it the answer was ready.
+    pub released_after: Option<Duration>,
+}
+
 /// The renditions of one group (`group/name` stream ids), for rendition reports and the multivariant playlist.
 #[derive(Default)]
 struct Group {
@@ -106,6 +179,12 @@ pub struct Stream {
     group: Option<Arc<Group>>,
     /// The lease of the newest publisher (see [`Stream::take_over`]).
     publisher: AtomicU64,
+    reads: ReadStats,
+    /// The clock [`Self::last_publish`] counts from.
+    created: Instant,
+    /// Nanoseconds from `created` to the newest edge change, plus one (0: none yet). An atomic so that a released
+    /// waiter reads it without the writer's lock.
+    last_publish: AtomicU64,
 }
 
 impl Stream {
@@ -276,6 +355,9 @@ impl Stream {
                 Rendered::new(position, edge.ended, Bytes::copy_from_slice(full), delta, self.options.gzip_level);
             self.versions.publish(Arc::new(rendered));
         }
+        // Stored before the watch wakes the waiters, so that each of them sees this publication or a newer one.
+        let nanos = self.created.elapsed().as_nanos().min(u128::from(u64::MAX - 1)) as u64;
+        self.last_publish.store(nanos + 1, Ordering::Release);
         self.edge.send_replace(edge);
     }
 
@@ -319,6 +401,19 @@ impl Stream {
 
     // ----- readers: none of these takes the writer's lock -----
 
+    /// The read-side counters (requests, bytes served, requests held now).
+    pub fn read_stats(&self) -> &ReadStats {
+        &self.reads
+    }
+
+    /// When the edge last changed (a part was published, or the stream ended): what a held request waits for.
+    pub fn last_publish_instant(&self) -> Option<Instant> {
+        match self.last_publish.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(self.created + Duration::from_nanos(n - 1)),
+        }
+    }
+
     /// What the stream has published: no lock beyond the watch's.
     pub fn edge(&self) -> Edge {
         *self.edge.borrow()
@@ -332,6 +427,7 @@ impl Stream {
     /// Waits until `done` holds for the edge, the stream is removed, or `timeout` passes.
     async fn wait_edge(&self, timeout: Duration, done: impl FnMut(&Edge) -> bool) -> Result<Edge, Error> {
         let mut done = done;
+        let _held = HeldGuard::new(&self.reads.held);
         let mut rx = self.edge.subscribe();
         let waited = tokio::time::timeout(timeout, rx.wait_for(|e| e.removed || done(e))).await;
         match waited {
@@ -346,6 +442,15 @@ impl Stream {
     /// (woken by the watch, never by polling), or with an error: [`Error::BadRequest`] (400),
     /// [`Error::Timeout`] after `timeout` (503), [`Error::NotFound`] if the stream went away.
     pub async fn playlist(&self, request: &PlaylistRequest, timeout: Duration) -> Result<Arc<Rendered>, Error> {
+        self.playlist_answer(request, timeout).await.map(|a| a.value)
+    }
+
+    /// [`Self::playlist`], telling also how long after its release a held request was answered.
+    pub async fn playlist_answer(
+        &self,
+        request: &PlaylistRequest,
+        timeout: Duration,
+    ) -> Result<Answer<Arc<Rendered>>, Error> {
         let want = match request.decide(&self.edge()) {
             Decision::Reject(reason) => return Err(Error::BadRequest(reason)),
             Decision::Ready => None,
@@ -358,7 +463,12 @@ impl Stream {
             }
         }
         // The newest version satisfies whatever the request waited for: the edge only moves forward.
-        self.versions.latest().ok_or(Error::NotFound)
+        let value = self.versions.latest().ok_or(Error::NotFound)?;
+        Ok(Answer { value, released_after: want.and_then(|_| self.since_publish()) })
+    }
+
+    fn since_publish(&self) -> Option<Duration> {
+        self.last_publish_instant().map(|t| t.elapsed())
     }
 
     /// The rendered version whose newest part is `position`, if still retained.
@@ -380,14 +490,20 @@ impl Stream {
     /// item 39). Anything else that is not retained is [`Error::NotFound`] (item 42), and so is a hint that was
     /// retracted while waiting.
     pub async fn wait_part(&self, position: Position, timeout: Duration) -> Result<Bytes, Error> {
-        if let Some(b) = self.parts.get(position) {
-            return Ok(b);
+        self.part_answer(position, timeout).await.map(|a| a.value)
+    }
+
+    /// [`Self::wait_part`], telling also how long after its release a held request was answered.
+    pub async fn part_answer(&self, position: Position, timeout: Duration) -> Result<Answer<Bytes>, Error> {
+        if let Some(value) = self.parts.get(position) {
+            return Ok(Answer { value, released_after: None });
         }
         if self.edge().hint != Some(position) {
             return Err(Error::NotFound);
         }
         self.wait_edge(timeout, |e| e.ended || e.hint != Some(position)).await?;
-        self.parts.get(position).ok_or(Error::NotFound)
+        let value = self.parts.get(position).ok_or(Error::NotFound)?;
+        Ok(Answer { value, released_after: self.since_publish() })
     }
 
     /// The complete segment `msn`, if retained.
@@ -534,6 +650,9 @@ impl Playlists {
             }),
             group,
             publisher: AtomicU64::new(0),
+            reads: ReadStats::default(),
+            created: Instant::now(),
+            last_publish: AtomicU64::new(0),
         })
     }
 

@@ -82,6 +82,10 @@ pub struct Config {
     /// HTTP worker threads [default: one per core].
     #[arg(long, env = "PLAYLISTS_WORKERS")]
     pub workers: Option<usize>,
+    /// Where the status page (`GET /`) loads hls.js from, for its previews [default:
+    /// https://cdn.jsdelivr.net/npm/hls.js@1].
+    #[arg(long, env = "PLAYLISTS_HLS_JS_URL")]
+    pub hls_js_url: Option<String>,
 }
 
 impl Config {
@@ -110,6 +114,7 @@ impl Config {
             grace_secs: self.grace_secs.or(base.grace_secs),
             shutdown_secs: self.shutdown_secs.or(base.shutdown_secs),
             workers: self.workers.or(base.workers),
+            hls_js_url: self.hls_js_url.or(base.hls_js_url),
         }
     }
 
@@ -140,6 +145,8 @@ impl Config {
                     idle: Duration::from_secs(self.idle_secs.unwrap_or(10).max(1)),
                     grace: Duration::from_secs(self.grace_secs.unwrap_or(30)),
                 },
+                hls_js_url: self.hls_js_url.clone().unwrap_or_else(|| crate::http::page::DEFAULT_HLS_JS_URL.to_owned()),
+                ..EngineConfig::default()
             },
             demo: !self.no_demo,
             shutdown_timeout: Duration::from_secs(self.shutdown_secs.unwrap_or(5)),

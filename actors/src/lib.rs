@@ -5,8 +5,9 @@
 //! - [`stream`]: `StreamActor`, the one writer of a live stream (rollover, publish, idle and end).
 //! - [`registry`]: `Registry`, which routes stream ids to actors, creates, ends and removes streams, and re-creates
 //!   an actor that died without losing what it published.
-//! - [`status`]: `StatusHub`, stream events fanned out to subscribers.
-//! - [`http`]: the actix-web routes (ingest, playback, API) and the one error-to-status mapping.
+//! - [`status`]: `StatusHub`, stream events and once-a-second stats fanned out to subscribers.
+//! - [`http`]: the actix-web routes (ingest, playback, API, `/ws`, `/metrics`, the status page `/`) and the one
+//!   error-to-status mapping.
 //! - [`config`]: the one `Config` (CLI, environment, TOML file).
 //! - [`demo`]: the built-in demo stream, a committed fixture looped at real-time pace.
 //!
@@ -41,9 +42,11 @@ use playlists::fmp4::{Fragment, Init};
 use playlists::playlists::Published;
 use playlists::{Options, Playlists, StreamId};
 
+use crate::http::metrics::Metrics;
+use crate::http::page::{Page, DEFAULT_HLS_JS_URL};
 use crate::http::{ApiError, AppState, IngestAuth};
 use crate::registry::{EndAll, EndStream, Registry, Route};
-use crate::status::StatusHub;
+use crate::status::{Sampler, StatusHub};
 use crate::stream::{Item, Lifetimes};
 
 /// What an [`Engine`] is built from.
@@ -55,6 +58,10 @@ pub struct EngineConfig {
     pub auth: IngestAuth,
     /// Idle timeout and grace period of streams.
     pub lifetimes: Lifetimes,
+    /// Where the status page loads hls.js from.
+    pub hls_js_url: String,
+    /// Stream events buffered for WebSocket sessions before a slow one is sent a snapshot instead.
+    pub event_buffer: usize,
 }
 
 impl Default for EngineConfig {
@@ -63,9 +70,14 @@ impl Default for EngineConfig {
             options: Options::default(),
             auth: IngestAuth::default(),
             lifetimes: Lifetimes { idle: Duration::from_secs(10), grace: Duration::from_secs(30) },
+            hls_js_url: DEFAULT_HLS_JS_URL.to_owned(),
+            event_buffer: status::CAPACITY,
         }
     }
 }
+
+/// How often [`Stats`](status::Stats) are taken.
+const STATS_EVERY: Duration = Duration::from_secs(1);
 
 /// A running engine: the caches, the registry and the status hub. Cheap to clone.
 #[derive(Clone)]
@@ -78,9 +90,19 @@ impl Engine {
     /// `HttpServer::new` (whose factory runs once per worker).
     pub fn start(config: EngineConfig) -> Result<Self, playlists::Error> {
         let playlists = Arc::new(Playlists::new(config.options)?);
-        let hub = StatusHub::new();
-        let registry = Registry::new(Arc::clone(&playlists), hub.clone(), config.lifetimes).start();
-        Ok(Self { state: web::Data::new(AppState { playlists, registry, hub, auth: config.auth }) })
+        let hub = StatusHub::with_capacity(config.event_buffer);
+        let metrics = Arc::new(Metrics::new());
+        let registry =
+            Registry::new(Arc::clone(&playlists), hub.clone(), config.lifetimes, Arc::clone(&metrics)).start();
+        let page = Page::new(&config.hls_js_url);
+        let state = web::Data::new(AppState { playlists, registry, hub, auth: config.auth, metrics, page });
+        spawn_sampler(Arc::downgrade(&state.clone().into_inner()));
+        Ok(Self { state })
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        self.state.metrics.render(&self.state.playlists)
     }
 
     /// The routes, for `App::new().configure(engine.routes())`.
@@ -147,6 +169,21 @@ impl Engine {
             _ => false,
         }
     }
+}
+
+/// Takes the stats once a second for as long as the engine exists (it holds only a weak reference, so a dropped
+/// engine ends the task), and keeps the metrics' histogram drained.
+fn spawn_sampler(state: std::sync::Weak<AppState>) {
+    actix::spawn(async move {
+        let mut sampler = Sampler::default();
+        let mut every = actix::clock::interval(STATS_EVERY);
+        loop {
+            every.tick().await;
+            let Some(state) = state.upgrade() else { break };
+            state.hub.publish_stats(sampler.sample(&state.playlists));
+            state.metrics.upkeep();
+        }
+    });
 }
 
 fn stopped() -> ApiError {

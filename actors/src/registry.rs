@@ -9,6 +9,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use playlists::{Error, Playlists, StreamId};
 
+use crate::http::metrics::Metrics;
 use crate::status::{Event, StatusHub};
 use crate::stream::{End, Lifetimes, StreamActor, StreamHandle};
 
@@ -17,13 +18,14 @@ pub struct Registry {
     playlists: Arc<Playlists>,
     hub: StatusHub,
     lifetimes: Lifetimes,
+    metrics: Arc<Metrics>,
     actors: HashMap<StreamId, (u64, StreamHandle)>,
 }
 
 impl Registry {
-    /// A registry over `playlists`.
-    pub fn new(playlists: Arc<Playlists>, hub: StatusHub, lifetimes: Lifetimes) -> Self {
-        Self { playlists, hub, lifetimes, actors: HashMap::new() }
+    /// A registry over `playlists`; its stream actors count what they ingest in `metrics`.
+    pub fn new(playlists: Arc<Playlists>, hub: StatusHub, lifetimes: Lifetimes, metrics: Arc<Metrics>) -> Self {
+        Self { playlists, hub, lifetimes, metrics, actors: HashMap::new() }
     }
 
     fn spawn(&mut self, id: &StreamId, ctx: &mut Context<Self>) -> Result<StreamHandle, Error> {
@@ -36,7 +38,8 @@ impl Registry {
         }
         let (hub, registry, lifetimes) = (self.hub.clone(), ctx.address().downgrade(), self.lifetimes);
         let s = Arc::clone(&stream);
-        let addr = Supervisor::start(move |_| StreamActor::new(s, hub, registry, lifetimes));
+        let ingested = self.metrics.ingest_counters(&id.to_string());
+        let addr = Supervisor::start(move |_| StreamActor::new(s, hub, registry, lifetimes).counting(ingested));
         let handle = StreamHandle::new(addr);
         self.actors.insert(id.clone(), (stream.generation(), handle.clone()));
         Ok(handle)

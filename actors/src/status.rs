@@ -1,15 +1,21 @@
-//! `StatusHub`: stream events fanned out to whoever watches (the WebSocket sessions, the logs).
+//! `StatusHub`: stream events fanned out to whoever watches (the WebSocket sessions, the logs), and the
+//! once-a-second [`Stats`] of every stream.
 //!
-//! A `tokio::sync::broadcast` channel: publishing never blocks and never grows memory without bound; a subscriber
-//! that falls behind loses the oldest events and is told so (it then asks for a fresh snapshot).
+//! Events go through a `tokio::sync::broadcast` channel: publishing never blocks and never grows memory without
+//! bound; a subscriber that falls behind loses the oldest events and is told so (it then sends a fresh snapshot).
+//! Stats go through a `watch`: a slow reader only ever sees the newest.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
+use playlists::{Playlists, StreamId};
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
-/// Events buffered per subscriber before the slowest one starts losing them.
-const CAPACITY: usize = 1024;
+/// Events buffered (shared by every subscriber) before the slowest one starts losing them: about ten seconds of
+/// parts for a hundred streams, a few hundred kilobytes at most.
+pub const CAPACITY: usize = 1024;
 
 /// Something that happened to a stream.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -96,10 +102,87 @@ impl Event {
     }
 }
 
+/// The rates of one stream over the last second.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StreamStats {
+    /// Bits per second of media ingested.
+    pub ingest_bitrate: u64,
+    /// Parts published per second.
+    pub parts_per_sec: f64,
+    /// Playlist requests answered per second.
+    pub playlist_requests_per_sec: f64,
+    /// Part, segment and init requests answered per second.
+    pub media_requests_per_sec: f64,
+    /// Requests held right now, waiting for a part.
+    pub held_requests: u64,
+    /// Body bytes served per second.
+    pub bytes_served_per_sec: f64,
+}
+
+/// Every stream's [`StreamStats`], taken once a second.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Stats {
+    /// By stream id.
+    pub streams: BTreeMap<String, StreamStats>,
+}
+
+/// Takes [`Stats`]: the difference of each stream's totals since the previous sample.
+#[derive(Default)]
+pub struct Sampler {
+    previous: HashMap<StreamId, Totals>,
+}
+
+/// One stream's totals at one moment.
+#[derive(Clone, Copy)]
+struct Totals {
+    at: Instant,
+    generation: u64,
+    bytes: u64,
+    parts: u64,
+    reads: playlists::playlists::ReadCounts,
+}
+
+impl Sampler {
+    /// Rates since the previous call (a stream seen for the first time, or re-created, shows zero rates once).
+    pub fn sample(&mut self, playlists: &Playlists) -> Stats {
+        let now = Instant::now();
+        let mut stats = Stats::default();
+        let mut seen = HashMap::with_capacity(self.previous.len());
+        for stream in playlists.streams() {
+            let info = stream.info();
+            let t = Totals {
+                at: now,
+                generation: stream.generation(),
+                bytes: info.bytes,
+                parts: info.parts,
+                reads: stream.read_stats().counts(),
+            };
+            let mut s = StreamStats { held_requests: t.reads.held, ..StreamStats::default() };
+            if let Some(p) = self.previous.get(stream.id()).filter(|p| p.generation == t.generation) {
+                let secs = now.duration_since(p.at).as_secs_f64();
+                if secs > 0.0 {
+                    let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
+                    s.ingest_bitrate = (rate(t.bytes, p.bytes) * 8.0) as u64;
+                    s.parts_per_sec = rate(t.parts, p.parts);
+                    s.playlist_requests_per_sec = rate(t.reads.playlist_requests, p.reads.playlist_requests);
+                    s.media_requests_per_sec = rate(t.reads.media_requests, p.reads.media_requests);
+                    s.bytes_served_per_sec = rate(t.reads.bytes_served, p.reads.bytes_served);
+                }
+            }
+            stats.streams.insert(stream.id().to_string(), s);
+            seen.insert(stream.id().clone(), t);
+        }
+        // Forgets removed streams, so the map stays as large as the set of streams.
+        self.previous = seen;
+        stats
+    }
+}
+
 /// Fans stream events out to subscribers. Cheap to clone.
 #[derive(Clone)]
 pub struct StatusHub {
     tx: broadcast::Sender<Arc<Event>>,
+    stats: Arc<watch::Sender<Arc<Stats>>>,
 }
 
 impl Default for StatusHub {
@@ -109,9 +192,27 @@ impl Default for StatusHub {
 }
 
 impl StatusHub {
-    /// A hub with no subscribers.
+    /// A hub with no subscribers, buffering [`CAPACITY`] events.
     pub fn new() -> Self {
-        Self { tx: broadcast::channel(CAPACITY).0 }
+        Self::with_capacity(CAPACITY)
+    }
+
+    /// A hub buffering `capacity` events (at least one) before a slow subscriber starts losing them.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            tx: broadcast::channel(capacity.max(1)).0,
+            stats: Arc::new(watch::Sender::new(Arc::new(Stats::default()))),
+        }
+    }
+
+    /// Publishes the newest [`Stats`].
+    pub fn publish_stats(&self, stats: Stats) {
+        self.stats.send_replace(Arc::new(stats));
+    }
+
+    /// A receiver of the [`Stats`], marked changed at every sample.
+    pub fn stats(&self) -> watch::Receiver<Arc<Stats>> {
+        self.stats.subscribe()
     }
 
     /// Sends `event` to every subscriber (none is fine).

@@ -1,6 +1,7 @@
-//! The JSON status API: `GET /api/streams`, `GET /api/streams/{stream}`, `GET /healthz`.
+//! The JSON status API: `GET /api/streams`, `GET /api/streams/{stream}`, `DELETE /api/streams/{stream}`,
+//! `GET /healthz`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use playlists::playlists::Stream;
 use playlists::StreamId;
 use serde::Serialize;
@@ -41,6 +42,14 @@ pub struct StreamStatus {
     pub segments: u64,
     /// Bytes published.
     pub bytes: u64,
+    /// Playlist requests answered.
+    pub playlist_requests: u64,
+    /// Part, segment and init requests answered.
+    pub media_requests: u64,
+    /// Body bytes served.
+    pub bytes_served: u64,
+    /// Requests held now, waiting for a part.
+    pub held_requests: u64,
 }
 
 fn unix_ms(t: Option<SystemTime>) -> Option<u64> {
@@ -51,6 +60,7 @@ impl StreamStatus {
     /// The status of `stream` now.
     pub fn of(stream: &Stream) -> Self {
         let info = stream.info();
+        let reads = stream.read_stats().counts();
         Self {
             stream: stream.id().to_string(),
             state: if info.edge.ended { "ended" } else { "live" },
@@ -67,15 +77,35 @@ impl StreamStatus {
             parts: info.parts,
             segments: info.segments,
             bytes: info.bytes,
+            playlist_requests: reads.playlist_requests,
+            media_requests: reads.media_requests,
+            bytes_served: reads.bytes_served,
+            held_requests: reads.held,
         }
     }
 }
 
+/// The status of every stream that `wanted` accepts, sorted by id.
+pub fn snapshot(playlists: &playlists::Playlists, wanted: impl Fn(&str) -> bool) -> Vec<StreamStatus> {
+    let mut all: Vec<StreamStatus> =
+        playlists.streams().iter().filter(|s| wanted(s.id().as_str())).map(|s| StreamStatus::of(s)).collect();
+    all.sort_by(|a, b| a.stream.cmp(&b.stream));
+    all
+}
+
 /// `GET /api/streams`.
 pub async fn streams(state: web::Data<AppState>) -> HttpResponse {
-    let mut all: Vec<StreamStatus> = state.playlists.streams().iter().map(|s| StreamStatus::of(s)).collect();
-    all.sort_by(|a, b| a.stream.cmp(&b.stream));
+    let all = snapshot(&state.playlists, |_| true);
     HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(serde_json::json!({ "streams": all }))
+}
+
+/// `DELETE /api/streams/{stream}`: ends the stream, with the ingest credentials (204, or 404 if not live).
+pub async fn end(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    super::ingest::end_stream(&req, &path, &state).await
 }
 
 /// `GET /api/streams/{stream}`.

@@ -54,7 +54,7 @@ fn is_loopback(req: &HttpRequest) -> bool {
 }
 
 /// Checks the ingest credentials: a configured bearer token, or, with none configured, a loopback peer.
-fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+pub(crate) fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     if state.auth.tokens.is_empty() {
         return if is_loopback(req) {
             Ok(())
@@ -316,19 +316,21 @@ async fn upload(req: HttpRequest, stream: &str, mut payload: web::Payload, state
 
 /// `DELETE /ingest/{stream}`: ends the stream (`EXT-X-ENDLIST`); it stays readable for the grace period.
 pub async fn delete(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
-    let r = async {
-        authorize(&req, &state)?;
-        let id = StreamId::parse(&path)?;
-        let ended = state
-            .registry
-            .send(EndStream { id })
-            .await
-            .map_err(|_| ApiError::Unavailable("the stream registry is not running".into()))?;
-        if ended {
-            Ok(HttpResponse::NoContent().finish())
-        } else {
-            Err(ApiError::NotFound("no live stream of that name"))
-        }
-    };
-    r.await.unwrap_or_else(reject)
+    end_stream(&req, &path, &state).await.unwrap_or_else(reject)
+}
+
+/// Ends `stream` for a request that carries ingest credentials: 204, or 404 if it is not live.
+pub(crate) async fn end_stream(req: &HttpRequest, stream: &str, state: &AppState) -> Result<HttpResponse, ApiError> {
+    authorize(req, state)?;
+    let id = StreamId::parse(stream)?;
+    let ended = state
+        .registry
+        .send(EndStream { id })
+        .await
+        .map_err(|_| ApiError::Unavailable("the stream registry is not running".into()))?;
+    if ended {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound("no live stream of that name"))
+    }
 }

@@ -3,11 +3,15 @@
 
 pub mod api;
 pub mod ingest;
+pub mod metrics;
+pub mod page;
 pub mod playback;
+pub mod ws;
 
 use std::sync::Arc;
 
 use actix::Addr;
+use actix_web::dev::Service as _;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::DefaultHeaders;
@@ -16,6 +20,7 @@ use playlists::Playlists;
 
 use crate::registry::Registry;
 use crate::status::StatusHub;
+use metrics::{Metrics, Route};
 
 /// Who may ingest.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +39,10 @@ pub struct AppState {
     pub hub: StatusHub,
     /// Ingest credentials.
     pub auth: IngestAuth,
+    /// Counters and the Prometheus recorder.
+    pub metrics: Arc<Metrics>,
+    /// The status page, rendered once with its settings.
+    pub page: page::Page,
 }
 
 /// Every way a request can fail, and its HTTP status.
@@ -116,9 +125,22 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .add((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
         .add((header::ACCESS_CONTROL_EXPOSE_HEADERS, "Age, Content-Length, Content-Range, ETag"));
     let get_or_head = || guard::Any(guard::Get()).or(guard::Head());
+    let counted = Arc::clone(&state.metrics);
     cfg.app_data(state).service(
         web::scope("")
             .wrap(cors)
+            // Counts every answer by route and status (the error responses too: they are built by then).
+            .wrap_fn(move |req, srv| {
+                let counting = Route::of(req.path()).map(|route| (route, Arc::clone(&counted)));
+                let answer = srv.call(req);
+                async move {
+                    let res = answer.await?;
+                    if let Some((route, m)) = counting {
+                        m.count(route, res.status(), metrics::body_bytes(res.response().body()));
+                    }
+                    Ok(res)
+                }
+            })
             .route("/{any:.*}", web::method(actix_web::http::Method::OPTIONS).to(preflight))
             .route("/live/{path:.+}", web::route().guard(get_or_head()).to(playback::serve))
             .route("/ingest/{path:.+}", web::put().to(ingest::put))
@@ -126,6 +148,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             .route("/ingest/{path:.+}", web::delete().to(ingest::delete))
             .route("/api/streams", web::get().to(api::streams))
             .route("/api/streams/{path:.+}", web::get().to(api::stream))
+            .route("/api/streams/{path:.+}", web::delete().to(api::end))
+            .route("/ws", web::get().to(ws::connect))
+            .route("/metrics", web::get().to(metrics::metrics))
+            .route("/", web::get().to(page::index))
             .route("/healthz", web::get().to(api::healthz))
             .default_service(web::to(api::not_found)),
     );

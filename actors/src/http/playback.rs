@@ -80,8 +80,25 @@ pub async fn serve(
     }
     let id = StreamId::parse(stream)?;
     let stream = state.playlists.stream(&id).ok_or(ApiError::NotFound("no such stream"))?;
+    let reads = stream.read_stats();
+    if resource == Resource::Playlist {
+        let answer = playlist(&req, &stream, &state).await;
+        reads.playlist_served(answer.as_ref().map_or(0, |(_, len)| *len));
+        return answer.map(|(resp, _)| resp);
+    }
+    let answer = media_resource(&req, &stream, &state, resource).await;
+    reads.media_served(answer.as_ref().map_or(0, |(_, len)| *len));
+    answer.map(|(resp, _)| resp)
+}
+
+/// Init, part or segment, with the body length for the stream's counters.
+async fn media_resource(
+    req: &HttpRequest,
+    stream: &Arc<Stream>,
+    state: &AppState,
+    resource: Resource,
+) -> Result<(HttpResponse, u64), ApiError> {
     match resource {
-        Resource::Playlist => playlist(&req, &stream).await,
         Resource::Init(version) => {
             let init = stream.init_version(version).ok_or(ApiError::NotFound("no such init segment"))?;
             let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -89,29 +106,37 @@ pub async fn serve(
             let etag = format!("\"{}-i{:x}\"", stream.generation(), h.finish());
             // A stream re-created under the same id starts its init URIs over: cache them briefly only.
             let cache = format!("public, max-age={}", stream.blocking_timeout().as_secs() / 3);
-            Ok(media(&req, etag, &cache, vec![init]))
+            Ok(media(req, etag, &cache, vec![init]))
         }
         Resource::Part(position) => {
-            let part = stream.wait_part(position, stream.blocking_timeout()).await?;
-            Ok(media(&req, format!("\"{}-p{position}\"", stream.generation()), IMMUTABLE, vec![part]))
+            let answer = stream.part_answer(position, stream.blocking_timeout()).await?;
+            if let Some(after) = answer.released_after {
+                state.metrics.observe_release(after.as_secs_f64());
+            }
+            Ok(media(req, format!("\"{}-p{position}\"", stream.generation()), IMMUTABLE, vec![answer.value]))
         }
         Resource::Segment(msn) => {
             let segment = stream.segment(msn).ok_or(ApiError::NotFound("segment not available"))?;
-            Ok(media(&req, format!("\"{}-s{msn}\"", stream.generation()), IMMUTABLE, segment.parts))
+            Ok(media(req, format!("\"{}-s{msn}\"", stream.generation()), IMMUTABLE, segment.parts))
         }
-        Resource::Master => Err(ApiError::NotFound("no such resource")),
+        Resource::Playlist | Resource::Master => Err(ApiError::NotFound("no such resource")),
     }
 }
 
-async fn playlist(req: &HttpRequest, stream: &Arc<Stream>) -> Result<HttpResponse, ApiError> {
+/// A playlist, with the body length for the stream's counters.
+async fn playlist(req: &HttpRequest, stream: &Arc<Stream>, state: &AppState) -> Result<(HttpResponse, u64), ApiError> {
     let request = PlaylistRequest::parse(req.query_string())?;
-    let rendered = match stream.playlist(&request, stream.blocking_timeout()).await {
-        Ok(r) => r,
+    let answer = match stream.playlist_answer(&request, stream.blocking_timeout()).await {
+        Ok(a) => a,
         Err(Error::Timeout(_)) => {
             return Err(ApiError::Unavailable("the requested part did not arrive in time".into()));
         }
         Err(e) => return Err(e.into()),
     };
+    if let Some(after) = answer.released_after {
+        state.metrics.observe_release(after.as_secs_f64());
+    }
+    let rendered = answer.value;
     // Checklist item 47: once ended, `_HLS_skip` is ignored.
     let delta = request.skip != Skip::No && !rendered.ended;
     let gzip = accepts_gzip(req);
@@ -126,12 +151,14 @@ async fn playlist(req: &HttpRequest, stream: &Arc<Stream>) -> Result<HttpRespons
     if gzip {
         resp.insert_header((header::CONTENT_ENCODING, "gzip"));
     }
-    Ok(resp.body(rendered.body(delta, gzip).clone()))
+    let body = rendered.body(delta, gzip).clone();
+    let len = body.len() as u64;
+    Ok((resp.body(body), len))
 }
 
 /// A media response from shared `Bytes`: ETag / If-None-Match, and the parts sent one after another without
-/// copying.
-fn media(req: &HttpRequest, etag: String, cache: &str, parts: Vec<Bytes>) -> HttpResponse {
+/// copying. Also the body length (0 for a 304).
+fn media(req: &HttpRequest, etag: String, cache: &str, parts: Vec<Bytes>) -> (HttpResponse, u64) {
     let matches = req
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -140,15 +167,15 @@ fn media(req: &HttpRequest, etag: String, cache: &str, parts: Vec<Bytes>) -> Htt
     let mut resp = if matches { HttpResponse::NotModified() } else { HttpResponse::Ok() };
     resp.insert_header((header::ETAG, etag)).insert_header((header::CACHE_CONTROL, cache.to_owned()));
     if matches {
-        return resp.finish();
+        return (resp.finish(), 0);
     }
     resp.content_type(MEDIA_TYPE);
-    if parts.len() == 1 {
-        return resp.body(parts.into_iter().next().unwrap_or_default());
-    }
     let len: usize = parts.iter().map(Bytes::len).sum();
+    if parts.len() == 1 {
+        return (resp.body(parts.into_iter().next().unwrap_or_default()), len as u64);
+    }
     let body = futures_util::stream::iter(parts.into_iter().map(Ok::<_, std::convert::Infallible>));
-    resp.body(SizedStream::new(len as u64, body))
+    (resp.body(SizedStream::new(len as u64, body)), len as u64)
 }
 
 fn master(group: &str, state: &AppState) -> Result<HttpResponse, ApiError> {

@@ -1,0 +1,478 @@
+//! `GET /ws`: the operator's live view over a WebSocket (actix-ws, one tokio task per session).
+//!
+//! Server to client, JSON text messages, each with a `type`:
+//! - `snapshot`: `{"type":"snapshot","streams":[StreamStatus...]}` on connect, after a subscription change, and
+//!   whenever the session fell behind the events (`"missed": n` then says how many it lost);
+//! - the stream events of [`Event`]: `stream_started`, `segment_closed`, `part_published`, `stream_idle`,
+//!   `stream_ended`, `stream_removed`, `warning`;
+//! - `stats`, once a second: `{"type":"stats","streams":{"name":{StreamStats}}}`;
+//! - `subscription`: the session's settings, in answer to every valid client message;
+//! - `error`: `{"type":"error","message":"..."}` for a message the server did not understand; the session goes on.
+//!
+//! Client to server, one JSON object with any of these keys:
+//! - `"subscribe": ["name", ...]`: only these streams (the default is every stream; `"*"` means every stream again);
+//!   later subscribes add to the set;
+//! - `"unsubscribe": ["name", ...]`: not these (`"*"`: none);
+//! - `"events": ["part_published", "stats", ...]`: only these message types (`"*"`: all; snapshots, subscription
+//!   and error messages are always sent);
+//! - `"max_parts_per_sec": n`: at most `n` `part_published` events per stream per second (0 or null: no limit);
+//!   the others of that second are dropped, the next one sent carries the newest position anyway.
+//!
+//! The server pings every [`HEARTBEAT`] and closes a session it has heard nothing from for [`CLIENT_TIMEOUT`], or
+//! whose client has not taken a message for [`SEND_TIMEOUT`]. A session that cannot keep up never queues more than
+//! the hub's shared ring: it loses the oldest events and gets a fresh snapshot instead.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::{rt, web, HttpRequest, HttpResponse};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
+use playlists::StreamId;
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::api;
+use super::AppState;
+use crate::status::{Event, Stats};
+
+/// How often the server pings.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+/// Silence from the client (no pong, no message) after which the session is closed.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one message may wait for the client to take it before the session is closed: a client that reads
+/// nothing for that long is gone or stuck, and holding its socket open helps no one.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest client message accepted: a subscription list, not a file upload.
+const MAX_MESSAGE: usize = 64 << 10;
+/// Most stream names a session may list, so a client cannot grow the server's memory with its filters.
+const MAX_NAMES: usize = 1024;
+
+/// Every message type a client may ask for in `events`.
+const KINDS: [&str; 8] = [
+    "stream_started",
+    "segment_closed",
+    "part_published",
+    "stream_idle",
+    "stream_ended",
+    "stream_removed",
+    "warning",
+    "stats",
+];
+
+/// What a client may send.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    subscribe: Option<Vec<String>>,
+    unsubscribe: Option<Vec<String>>,
+    events: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "some_or_null")]
+    max_parts_per_sec: Option<Option<u32>>,
+}
+
+/// Tells a key given as `null` (clear the limit) from a missing key (leave it alone).
+fn some_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    Option::<u32>::deserialize(d).map(Some)
+}
+
+/// Which streams a session follows.
+#[derive(Debug, Clone, PartialEq)]
+enum Streams {
+    /// Every stream, nothing asked yet: the first `subscribe` narrows to its list.
+    Default,
+    /// Every stream but these.
+    All { except: BTreeSet<String> },
+    /// Only these.
+    Only(BTreeSet<String>),
+}
+
+/// A session's settings.
+#[derive(Debug, Clone)]
+struct Filter {
+    streams: Streams,
+    /// `None`: every type.
+    kinds: Option<BTreeSet<&'static str>>,
+    max_parts_per_sec: Option<u32>,
+}
+
+impl Default for Filter {
+    fn default() -> Self {
+        Self { streams: Streams::Default, kinds: None, max_parts_per_sec: None }
+    }
+}
+
+impl Filter {
+    fn wants_stream(&self, name: &str) -> bool {
+        match &self.streams {
+            Streams::Default => true,
+            Streams::All { except } => !except.contains(name),
+            Streams::Only(only) => only.contains(name),
+        }
+    }
+
+    fn wants_kind(&self, kind: &str) -> bool {
+        self.kinds.as_ref().is_none_or(|k| k.contains(kind))
+    }
+
+    /// Applies a client message, all or nothing: an invalid one changes nothing.
+    fn apply(&mut self, text: &str) -> Result<(), String> {
+        let req: Request = serde_json::from_str(text).map_err(|e| format!("not a valid request: {e}"))?;
+        let mut next = self.clone();
+        if let Some(names) = req.subscribe {
+            let names = stream_names(names)?;
+            next.streams = match (names.contains("*"), next.streams) {
+                (true, _) => Streams::All { except: BTreeSet::new() },
+                (false, Streams::Default) => Streams::Only(names),
+                (false, Streams::All { mut except }) => {
+                    except.retain(|n| !names.contains(n));
+                    Streams::All { except }
+                }
+                (false, Streams::Only(mut only)) => {
+                    only.extend(names);
+                    Streams::Only(only)
+                }
+            };
+        }
+        if let Some(names) = req.unsubscribe {
+            let names = stream_names(names)?;
+            next.streams = match (names.contains("*"), next.streams) {
+                (true, _) => Streams::Only(BTreeSet::new()),
+                (false, Streams::Default) => Streams::All { except: names },
+                (false, Streams::All { mut except }) => {
+                    except.extend(names);
+                    Streams::All { except }
+                }
+                (false, Streams::Only(mut only)) => {
+                    only.retain(|n| !names.contains(n));
+                    Streams::Only(only)
+                }
+            };
+        }
+        if let Some(kinds) = req.events {
+            next.kinds = if kinds.iter().any(|k| k == "*") {
+                None
+            } else {
+                let mut set = BTreeSet::new();
+                for k in &kinds {
+                    let known = KINDS
+                        .iter()
+                        .find(|known| **known == k.as_str())
+                        .ok_or_else(|| format!("unknown event type {k:?}; known: {}", KINDS.join(", ")))?;
+                    set.insert(*known);
+                }
+                Some(set)
+            };
+        }
+        if let Some(limit) = req.max_parts_per_sec {
+            next.max_parts_per_sec = limit.filter(|n| *n > 0);
+        }
+        let size = match &next.streams {
+            Streams::Default => 0,
+            Streams::All { except: s } | Streams::Only(s) => s.len(),
+        };
+        if size > MAX_NAMES {
+            return Err(format!("at most {MAX_NAMES} stream names per session"));
+        }
+        *self = next;
+        Ok(())
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        let (streams, except) = match &self.streams {
+            Streams::Default => (serde_json::json!("*"), Vec::new()),
+            Streams::All { except } => (serde_json::json!("*"), except.iter().cloned().collect()),
+            Streams::Only(only) => (serde_json::json!(only), Vec::new()),
+        };
+        let events = match &self.kinds {
+            None => serde_json::json!("*"),
+            Some(k) => serde_json::json!(k),
+        };
+        serde_json::json!({
+            "type": "subscription",
+            "streams": streams,
+            "except": except,
+            "events": events,
+            "max_parts_per_sec": self.max_parts_per_sec,
+        })
+    }
+}
+
+/// Stream ids (or `*`), checked once here so that a typo is an error rather than silence.
+fn stream_names(names: Vec<String>) -> Result<BTreeSet<String>, String> {
+    if names.len() > MAX_NAMES {
+        return Err(format!("at most {MAX_NAMES} stream names per session"));
+    }
+    names
+        .into_iter()
+        .map(|n| {
+            if n == "*" {
+                Ok(n)
+            } else {
+                StreamId::parse(&n).map(|id| id.to_string()).map_err(|e| format!("{n:?}: {e}"))
+            }
+        })
+        .collect()
+}
+
+/// Counts `part_published` events per stream in one-second windows.
+#[derive(Default)]
+struct RateLimit {
+    windows: HashMap<String, (Instant, u32)>,
+}
+
+impl RateLimit {
+    fn allow(&mut self, stream: &str, max: u32, now: Instant) -> bool {
+        let (start, sent) = match self.windows.get_mut(stream) {
+            Some(w) => w,
+            None => self.windows.entry(stream.to_owned()).or_insert((now, 0)),
+        };
+        if now.duration_since(*start) >= Duration::from_secs(1) {
+            *start = now;
+            *sent = 0;
+        }
+        *sent += 1;
+        *sent <= max
+    }
+
+    fn forget(&mut self, stream: &str) {
+        self.windows.remove(stream);
+    }
+}
+
+/// `GET /ws`: upgrades, then runs the session on its own task.
+pub async fn connect(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let (response, session, messages) = actix_ws::handle(&req, body)?;
+    let messages = messages.max_frame_size(MAX_MESSAGE).aggregate_continuations().max_continuation_size(MAX_MESSAGE);
+    rt::spawn(run(state.into_inner(), session, messages));
+    Ok(response)
+}
+
+/// Why a session ends.
+enum End {
+    /// The client closed it, or the connection is gone.
+    Gone,
+    /// The server closes it, saying why.
+    Close(CloseReason),
+}
+
+/// One session.
+struct Sess {
+    state: Arc<AppState>,
+    session: Session,
+    filter: Filter,
+    limit: RateLimit,
+}
+
+impl Sess {
+    async fn send(&mut self, text: String) -> Result<(), End> {
+        match tokio::time::timeout(SEND_TIMEOUT, self.session.text(text)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_closed)) => Err(End::Gone),
+            Err(_) => Err(End::Close(CloseReason {
+                code: CloseCode::Policy,
+                description: Some("the client does not read its messages".into()),
+            })),
+        }
+    }
+
+    async fn send_json(&mut self, value: &serde_json::Value) -> Result<(), End> {
+        self.send(value.to_string()).await
+    }
+
+    async fn snapshot(&mut self, missed: Option<u64>) -> Result<(), End> {
+        let streams = api::snapshot(&self.state.playlists, |s| self.filter.wants_stream(s));
+        let mut msg = serde_json::json!({ "type": "snapshot", "streams": streams });
+        if let Some(n) = missed {
+            msg["missed"] = n.into();
+        }
+        self.send_json(&msg).await
+    }
+
+    async fn event(&mut self, event: &Event) -> Result<(), End> {
+        if let Event::StreamRemoved { stream } = event {
+            self.limit.forget(stream);
+        }
+        if !self.filter.wants_stream(event.stream()) || !self.filter.wants_kind(event.kind()) {
+            return Ok(());
+        }
+        if let (Event::PartPublished { stream, .. }, Some(max)) = (event, self.filter.max_parts_per_sec) {
+            if !self.limit.allow(stream, max, Instant::now()) {
+                return Ok(());
+            }
+        }
+        match serde_json::to_string(event) {
+            Ok(text) => self.send(text).await,
+            Err(e) => {
+                tracing::error!("serializing an event: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    async fn stats(&mut self, stats: &Stats) -> Result<(), End> {
+        if !self.filter.wants_kind("stats") {
+            return Ok(());
+        }
+        let streams: serde_json::Map<String, serde_json::Value> = stats
+            .streams
+            .iter()
+            .filter(|(name, _)| self.filter.wants_stream(name))
+            .filter_map(|(name, s)| serde_json::to_value(s).ok().map(|v| (name.clone(), v)))
+            .collect();
+        self.send_json(&serde_json::json!({ "type": "stats", "streams": streams })).await
+    }
+
+    async fn request(&mut self, text: &str) -> Result<(), End> {
+        let before = self.filter.streams.clone();
+        match self.filter.apply(text) {
+            Ok(()) => {
+                let ack = self.filter.describe();
+                self.send_json(&ack).await?;
+                if self.filter.streams != before {
+                    // The client now follows other streams: tell it where they are.
+                    self.snapshot(None).await?;
+                }
+                Ok(())
+            }
+            Err(message) => self.error(message).await,
+        }
+    }
+
+    async fn error(&mut self, message: String) -> Result<(), End> {
+        self.send_json(&serde_json::json!({ "type": "error", "message": message })).await
+    }
+}
+
+async fn run(state: Arc<AppState>, session: Session, mut messages: actix_ws::AggregatedMessageStream) {
+    // Subscribed before the snapshot is taken, so that no event falls between the two.
+    let mut events = state.hub.subscribe();
+    let mut stats = state.hub.stats();
+    stats.mark_unchanged();
+    let metrics = Arc::clone(&state.metrics);
+    metrics.ws_session(true);
+    let mut s = Sess { state, session, filter: Filter::default(), limit: RateLimit::default() };
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    let mut heard = Instant::now();
+
+    let end: End = async {
+        s.snapshot(None).await?;
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(event) => s.event(&event).await?,
+                    Err(RecvError::Lagged(n)) => {
+                        metrics.ws_lagged();
+                        s.snapshot(Some(n)).await?;
+                    }
+                    Err(RecvError::Closed) => return Err(End::Close(CloseReason {
+                        code: CloseCode::Away,
+                        description: Some("the server is stopping".into()),
+                    })),
+                },
+                changed = stats.changed() => {
+                    if changed.is_err() {
+                        return Err(End::Close(CloseReason::from(CloseCode::Away)));
+                    }
+                    let now = Arc::clone(&stats.borrow_and_update());
+                    s.stats(&now).await?;
+                }
+                message = messages.recv() => {
+                    heard = Instant::now();
+                    match message {
+                        None => return Err(End::Gone),
+                        Some(Ok(AggregatedMessage::Text(text))) => s.request(&text).await?,
+                        Some(Ok(AggregatedMessage::Binary(_))) => {
+                            s.error("binary messages are not understood; send JSON text".into()).await?;
+                        }
+                        Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                            if s.session.pong(&bytes).await.is_err() {
+                                return Err(End::Gone);
+                            }
+                        }
+                        Some(Ok(AggregatedMessage::Pong(_))) => {}
+                        Some(Ok(AggregatedMessage::Close(_))) => return Err(End::Gone),
+                        Some(Err(e)) => return Err(End::Close(CloseReason {
+                            code: CloseCode::Protocol,
+                            description: Some(e.to_string()),
+                        })),
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if heard.elapsed() >= CLIENT_TIMEOUT {
+                        return Err(End::Close(CloseReason {
+                            code: CloseCode::Away,
+                            description: Some("no pong from the client".into()),
+                        }));
+                    }
+                    if s.session.ping(b"").await.is_err() {
+                        return Err(End::Gone);
+                    }
+                }
+            }
+        }
+    }
+    .await
+    .unwrap_or_else(|end: End| end);
+    if let End::Close(reason) = end {
+        let _ = s.session.close(Some(reason)).await;
+    }
+    metrics.ws_session(false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscriptions_narrow_widen_and_exclude() {
+        let mut f = Filter::default();
+        assert!(f.wants_stream("a") && f.wants_stream("b"));
+        f.apply(r#"{"subscribe":["a"]}"#).unwrap();
+        assert!(f.wants_stream("a") && !f.wants_stream("b"));
+        f.apply(r#"{"subscribe":["b"]}"#).unwrap();
+        assert!(f.wants_stream("b"));
+        f.apply(r#"{"unsubscribe":["a"]}"#).unwrap();
+        assert!(!f.wants_stream("a") && f.wants_stream("b"));
+        f.apply(r#"{"subscribe":["*"],"unsubscribe":["b"]}"#).unwrap();
+        assert!(f.wants_stream("a") && !f.wants_stream("b") && f.wants_stream("zz"));
+        let mut g = Filter::default();
+        g.apply(r#"{"unsubscribe":["x"]}"#).unwrap();
+        assert!(!g.wants_stream("x") && g.wants_stream("y"));
+    }
+
+    #[test]
+    fn bad_requests_change_nothing() {
+        let mut f = Filter::default();
+        f.apply(r#"{"subscribe":["a"],"events":["part_published"],"max_parts_per_sec":5}"#).unwrap();
+        let before = format!("{f:?}");
+        for bad in [
+            "nonsense",
+            "[]",
+            r#"{"subscribe":"a"}"#,
+            r#"{"subscribe":["b"],"events":["nope"]}"#,
+            r#"{"subscribe":["a.b"]}"#,
+            r#"{"hello":1}"#,
+            r#"{"max_parts_per_sec":-1}"#,
+        ] {
+            assert!(f.apply(bad).is_err(), "{bad}");
+            assert_eq!(format!("{f:?}"), before, "{bad}");
+        }
+        f.apply(r#"{"max_parts_per_sec":null,"events":["*"]}"#).unwrap();
+        assert_eq!(f.max_parts_per_sec, None);
+        assert!(f.wants_kind("stats"));
+    }
+
+    #[test]
+    fn rate_limit_per_stream_per_second() {
+        let mut r = RateLimit::default();
+        let t = Instant::now();
+        assert!(r.allow("a", 2, t) && r.allow("a", 2, t) && !r.allow("a", 2, t));
+        assert!(r.allow("b", 2, t));
+        assert!(r.allow("a", 2, t + Duration::from_secs(1)));
+    }
+}
