@@ -648,6 +648,20 @@ async fn nginx_edge_plays_and_collapses_50_viewers_to_one_origin_request_per_par
     let edge = Edge::start(origin.port).await;
     let edge_playlist = format!("http://127.0.0.1:{}/live/{stream}/index.m3u8", edge.port);
 
+    // 0. The edge never answers a plain playlist from a copy older than its max-age (1 s): cache one, let it
+    //    expire, and the next answer must list the part the origin had published before it was asked for. (With
+    //    `proxy_cache_use_stale updating`, nginx would hand out the expired copy and a player starting from it
+    //    would play that far behind live.)
+    let (status, _) = get(&origin.client, &edge_playlist).await;
+    assert_eq!(status, 200);
+    actix_rt::time::sleep(Duration::from_millis(2500)).await;
+    let id = StreamId::parse(stream).unwrap();
+    let newest = origin.engine.playlists().stream(&id).unwrap().edge().last_part.unwrap();
+    let (status, body) = get(&origin.client, &edge_playlist).await;
+    assert_eq!(status, 200);
+    let fresh = last_part(std::str::from_utf8(&body).unwrap());
+    assert!(fresh >= (newest.msn, newest.part), "the edge served a stale playlist: {fresh:?} < {newest}");
+
     // 1. hls.js through the edge.
     let mut played = play(&edge_playlist, 20).await;
     played["codec"] = json!("H264Aac");
