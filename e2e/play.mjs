@@ -11,12 +11,14 @@
 //   errors       every hls.js ERROR event (type, details, fatal)
 //   requests     what hls.js asked the server for: parts (p{msn}.{part}.mp4), blocking playlist reloads (with
 //                _HLS_msn), plain playlist loads, segments, init
+//   seeks        every `seeking` event (from, to), to explain a jump; timeline: [ms, currentTime, buffer end,
+//                latency] every 500 ms; load_average: the machine's 1-minute load before and after
 // Nothing is downloaded: the browser is /usr/bin/chromium (override with CHROMIUM=...), never a Playwright build.
 // Everything else goes to stderr. The whole run is bounded (startup 30 s + SECONDS + 15 s).
 
 import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -34,6 +36,8 @@ const hardLimit = setTimeout(() => {
   process.exit(3);
 }, (30 + seconds + 15) * 1000);
 
+// A real-time test: other processes on the machine (builds, benchmarks) can starve the player. Say how busy it was.
+const loadBefore = loadavg()[0];
 const userDataDir = mkdtempSync(join(tmpdir(), 'e2e-chromium-'));
 const context = await chromium.launchPersistentContext(userDataDir, {
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
@@ -79,6 +83,8 @@ try {
         target_latency: null,
         errors: [],
         play_error: null,
+        seeks: [],
+        timeline: [],
       };
       if (!out.supported) return out;
       const hls = new Hls({ lowLatencyMode: true });
@@ -90,6 +96,16 @@ try {
       let playingAt = null;
       v.addEventListener('playing', () => {
         if (playingAt === null) playingAt = performance.now();
+      });
+      let lastTime = 0;
+      v.addEventListener('timeupdate', () => {
+        if (!v.seeking) lastTime = v.currentTime;
+      });
+      v.addEventListener('seeking', () => {
+        if (out.seeks.length < 20) {
+          const t = playingAt === null ? null : Math.round(performance.now() - playingAt);
+          out.seeks.push({ at_ms: t, from: Number(lastTime.toFixed(3)), to: Number(v.currentTime.toFixed(3)) });
+        }
       });
       v.addEventListener('waiting', () => {
         if (t0 !== null) out.waiting += 1;
@@ -117,6 +133,14 @@ try {
       while (performance.now() - t0 < seconds * 1000) {
         await sleep(500);
         if (Number.isFinite(hls.latency) && hls.latency > 0) out.latency.push(Number(hls.latency.toFixed(3)));
+        const b = v.buffered.length ? v.buffered.end(v.buffered.length - 1) : 0;
+        // [ms since first `playing`, currentTime, end of buffer, hls.latency]
+        out.timeline.push([
+          Math.round(performance.now() - t0),
+          Number(v.currentTime.toFixed(2)),
+          Number(b.toFixed(2)),
+          Number((hls.latency ?? 0).toFixed(2)),
+        ]);
         if (out.errors.some((e) => e.fatal)) break;
       }
       out.window_s = (performance.now() - t0) / 1000;
@@ -145,6 +169,7 @@ result.requests = {
   skip_playlists: count(/_HLS_skip=/),
   first: requests.filter((u) => u.startsWith('http')).slice(0, 6),
 };
+result.load_average = [loadBefore, loadavg()[0]].map((x) => Number(x.toFixed(2)));
 result.fatal = result.errors.filter((e) => e.fatal).length;
 const lat = [...result.latency].sort((a, b) => a - b);
 result.latency_median = lat.length ? lat[Math.floor(lat.length / 2)] : null;

@@ -208,6 +208,9 @@ impl Counts {
     }
 }
 
+/// A request header that keeps a request out of [`Counts`].
+const UNCOUNTED: &str = "x-e2e-uncounted";
+
 struct Origin {
     base: String,
     port: u16,
@@ -227,7 +230,10 @@ async fn origin() -> Origin {
         let counter = Arc::clone(&counter);
         App::new()
             .wrap_fn(move |req, srv| {
-                counter.lock().unwrap().record(req.path(), req.query_string());
+                // The test's own reference follower (UNCOUNTED) is not a viewer behind the edge.
+                if !req.headers().contains_key(UNCOUNTED) {
+                    counter.lock().unwrap().record(req.path(), req.query_string());
+                }
                 srv.call(req)
             })
             .configure(routes.clone())
@@ -592,6 +598,8 @@ struct Viewer {
     parts_received: u64,
     errors: u64,
     stale: u64,
+    /// When each blocking reload answer arrived, by the last part it listed.
+    seen: Vec<((u64, u32), Instant)>,
 }
 
 /// One LL-HLS viewer following hls.js's pattern (checklist section 2): a plain playlist load, then over and over a
@@ -630,6 +638,7 @@ async fn viewer(client: awc::Client, playlist: String, base: String, until: Inst
         if got < want {
             v.stale += 1;
         }
+        v.seen.push((got, Instant::now()));
         fetch = listed.into_iter().filter(|&p| p > at).collect();
         at = got.max(at);
     }
@@ -643,7 +652,7 @@ async fn nginx_edge_plays_and_collapses_50_viewers_to_one_origin_request_per_par
     const VIEWER_SECS: u64 = 15;
     let origin = origin().await;
     let stream = "edge1";
-    let mut ffmpeg = Proc::spawn("ffmpeg", ffmpeg_push(&origin.ingest_url(stream), Codec::H264Aac, 50));
+    let mut ffmpeg = Proc::spawn("ffmpeg", ffmpeg_push(&origin.ingest_url(stream), Codec::H264Aac, 80));
     origin.wait_ready(stream, &mut ffmpeg).await;
     let edge = Edge::start(origin.port).await;
     let edge_playlist = format!("http://127.0.0.1:{}/live/{stream}/index.m3u8", edge.port);
@@ -681,10 +690,39 @@ async fn nginx_edge_plays_and_collapses_50_viewers_to_one_origin_request_per_par
             viewer(client, playlist, base, until).await
         }));
     }
+    // A reference follower straight at the origin (not counted): when each part became visible there.
+    let reference = {
+        let client = origin.client.clone();
+        let playlist = origin.playlist_url(stream);
+        actix_rt::spawn(async move {
+            let mut seen: HashMap<(u64, u32), Instant> = HashMap::new();
+            let plain = client.get(&playlist).insert_header((UNCOUNTED, "1")).send().await;
+            let mut at = last_part(std::str::from_utf8(&plain.unwrap().body().await.unwrap()).unwrap());
+            while Instant::now() < until {
+                let url = format!("{playlist}?_HLS_msn={}&_HLS_part={}", at.0, at.1 + 1);
+                let Ok(mut r) = client.get(url).insert_header((UNCOUNTED, "1")).send().await else { break };
+                let body = r.body().await.unwrap_or_default();
+                let now = Instant::now();
+                let Some(&got) = parts_listed(std::str::from_utf8(&body).unwrap_or("")).last() else { break };
+                seen.entry(got).or_insert(now);
+                at = got.max(at);
+            }
+            seen
+        })
+    };
     let mut viewers = Vec::new();
     for t in tasks {
         viewers.push(t.await.unwrap());
     }
+    let reference = reference.await.unwrap();
+    // How much later a viewer behind the edge saw a part than the reference follower at the origin.
+    let mut delays: Vec<f64> = viewers
+        .iter()
+        .flat_map(|v| v.seen.iter())
+        .filter_map(|(p, t)| reference.get(p).map(|r| t.saturating_duration_since(*r).as_secs_f64() * 1000.0))
+        .collect();
+    delays.sort_by(f64::total_cmp);
+    let quantile = |q: f64| delays.get(((delays.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
     let parts_published = origin.parts(stream) - parts_before;
     let counts = origin.counts.lock().unwrap().clone();
     assert!(ffmpeg.running(), "ffmpeg stopped before the viewers were done");
@@ -702,11 +740,12 @@ async fn nginx_edge_plays_and_collapses_50_viewers_to_one_origin_request_per_par
         "viewer_playlist_requests": sum(|v| v.playlist_requests),
         "viewer_part_requests": sum(|v| v.part_requests),
         "viewer_parts_received_per_viewer": parts_received as f64 / VIEWERS as f64,
+        "viewer_parts_received_min": viewers.iter().map(|v| v.parts_received).min(),
         "viewer_errors": sum(|v| v.errors),
         "viewer_stale_answers": sum(|v| v.stale),
         "origin_requests": counts.total(),
         "origin_blocking_playlists": counts.blocking_playlists,
-        "origin_blocking_playlist_urls": counts.distinct(".m3u8?"),
+        "origin_blocking_playlist_urls": counts.distinct("_HLS_msn="),
         "origin_plain_playlists": counts.plain_playlists,
         "origin_parts": counts.parts,
         "origin_part_urls": counts.distinct(".mp4"),
@@ -716,6 +755,12 @@ async fn nginx_edge_plays_and_collapses_50_viewers_to_one_origin_request_per_par
         "origin_parts_per_part": counts.parts as f64 / parts_published.max(1) as f64,
         "collapse_ratio": viewer_requests as f64 / counts.total().max(1) as f64,
         "edge_cache_status": edge.cache_statuses(),
+        "edge_added_delay_ms": {
+            "samples": delays.len(),
+            "median": quantile(0.5),
+            "p90": quantile(0.9),
+            "max": quantile(1.0),
+        },
     });
     save("edge_nginx", &result);
 
