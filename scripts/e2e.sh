@@ -25,7 +25,14 @@ out="$root/target/e2e"
 export E2E_OUT="$out"
 
 server_pid=""
+child=""
 cleanup() {
+  # `timeout` leads its own process group and, when signalled, passes the signal to the whole group: cargo, the
+  # test binary and every ffmpeg, nginx, node and chromium it started.
+  if [ -n "$child" ]; then
+    kill -TERM "$child" 2>/dev/null || true
+    wait "$child" 2>/dev/null || true
+  fi
   if [ -n "$server_pid" ]; then
     kill "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
@@ -33,6 +40,17 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# Runs a command with a time limit, in the background so that a signal to this script reaches the trap at once.
+bounded() {
+  local secs=$1 rc=0
+  shift
+  timeout --kill-after=10 "$secs" "$@" &
+  child=$!
+  wait "$child" || rc=$?
+  child=""
+  return "$rc"
+}
 
 log() { printf '== %s (%ss)\n' "$*" "$(($(date +%s) - started))"; }
 
@@ -47,19 +65,19 @@ if [ "${#need[@]}" -gt 0 ]; then
   log "installing ${need[*]}"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  timeout 600 $sudo apt-get update
-  DEBIAN_FRONTEND=noninteractive timeout 1200 $sudo apt-get install -y "${need[@]}"
+  bounded 600 $sudo apt-get update
+  bounded 1200 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}"
 fi
 if [ ! -f e2e/node_modules/hls.js/dist/hls.min.js ] || [ ! -d e2e/node_modules/playwright-core ] \
   || [ e2e/package-lock.json -nt e2e/node_modules/.package-lock.json ]; then
   log "npm ci (hls.js, playwright-core)"
-  timeout 600 npm ci --prefix e2e --no-audit --no-fund
+  bounded 600 npm ci --prefix e2e --no-audit --no-fund
 fi
 installed=$(($(date +%s) - started))
 
 # --- 2. the server binary and its demo stream ---------------------------------------------------------------------
 log "cargo build --release --bin playlists"
-timeout 1200 cargo build --release --bin playlists
+bounded 1200 cargo build --release --bin playlists
 target_dir=$(cargo metadata --format-version 1 --no-deps | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')
 rm -rf "$out"
 mkdir -p "$out"
@@ -80,7 +98,7 @@ timeout 20 node -e '
     console.error("the demo stream never got a segment"); process.exit(1);
   })();
 ' "http://127.0.0.1:$port/api/streams/demo"
-timeout 120 node e2e/play.mjs "http://127.0.0.1:$port/live/demo/index.m3u8" 10 >"$out/demo_binary.line" 2>"$out/demo_binary.err"
+bounded 120 node e2e/play.mjs "http://127.0.0.1:$port/live/demo/index.m3u8" 10 >"$out/demo_binary.line" 2>"$out/demo_binary.err"
 mv "$out/demo_binary.line" "$out/demo_binary.json"
 cleanup
 server_pid=""
@@ -93,7 +111,7 @@ node -e '
 
 # --- 3. the end-to-end tests -----------------------------------------------------------------------------------------
 log "cargo test --test e2e -- --include-ignored --test-threads=1"
-timeout 1500 cargo test --test e2e -- --include-ignored --test-threads=1
+bounded 1500 cargo test --test e2e -- --include-ignored --test-threads=1
 
 # --- 4. BENCHMARKS.md ---------------------------------------------------------------------------------------------------
 elapsed=$(($(date +%s) - started))
