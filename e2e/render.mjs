@@ -58,12 +58,12 @@ push(
   'ffmpeg (shared/FFMPEG.md, 640x360, 800 kbit/s) POSTs one long chunked fMP4 upload to an in-process origin while a',
   'client follows the playlist with blocking reloads exactly as hls.js does (`_HLS_msn=M&_HLS_part=last+1`).',
   '',
-  '| codecs | ffmpeg `-t` | parts published | blocking answers | answers exactly one part ahead | stale answers | segments where parts = segment |',
+  '| codecs | ffmpeg `-t` | upload summary (parts, bytes, dropped) | blocking answers | answers exactly one part ahead | stale answers | segments where parts = segment |',
   '|---|---|---|---|---|---|---|',
 );
 for (const r of ingest) {
   push(
-    `| ${r.codecs} | ${r.ffmpeg_seconds} s | ${r.parts_published} | ${r.blocking_answers} | ${r.answers_one_part_ahead} | ${r.stale_answers} | ${r.segments_checked_parts_equal_segment} |`,
+    `| ${r.codecs} | ${r.ffmpeg_seconds} s | ${r.ingest_summary?.parts}, ${r.ingest_summary?.bytes}, ${r.ingest_summary?.dropped_bytes} | ${r.blocking_answers} | ${r.answers_one_part_ahead} | ${r.stale_answers} | ${r.segments_checked_parts_equal_segment} |`,
   );
 }
 push(

@@ -23,7 +23,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::Service as _;
+use actix_web::body::{to_bytes, BoxBody};
+use actix_web::dev::{Service as _, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::{App, HttpServer};
 use bytes::Bytes;
 use playlists::StreamId;
@@ -216,6 +218,8 @@ struct Origin {
     port: u16,
     engine: Engine,
     counts: Arc<Mutex<Counts>>,
+    /// The JSON summary answered to each finished `POST /ingest/...` upload.
+    uploads: Arc<Mutex<Vec<Value>>>,
     client: awc::Client,
 }
 
@@ -224,17 +228,34 @@ async fn origin() -> Origin {
     let routes = engine.routes();
     let counts = Arc::new(Mutex::new(Counts::default()));
     let counter = Arc::clone(&counts);
+    let uploads = Arc::new(Mutex::new(Vec::new()));
+    let summaries_of_uploads = Arc::clone(&uploads);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = HttpServer::new(move || {
         let counter = Arc::clone(&counter);
+        let summaries = Arc::clone(&summaries_of_uploads);
         App::new()
             .wrap_fn(move |req, srv| {
                 // The test's own reference follower (UNCOUNTED) is not a viewer behind the edge.
                 if !req.headers().contains_key(UNCOUNTED) {
                     counter.lock().unwrap().record(req.path(), req.query_string());
                 }
-                srv.call(req)
+                let upload = req.method() == Method::POST && req.path().starts_with("/ingest/");
+                let summaries = Arc::clone(&summaries);
+                let response = srv.call(req);
+                async move {
+                    let response = response.await?;
+                    if !upload {
+                        return Ok(response);
+                    }
+                    // ffmpeg never reads the answer to its upload: keep the ingest summary for the test.
+                    let (req, resp) = response.into_parts();
+                    let (resp, body) = resp.into_parts();
+                    let body = to_bytes(body).await.unwrap_or_default();
+                    summaries.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                    Ok(ServiceResponse::new(req, resp.set_body(BoxBody::new(body))))
+                }
             })
             .configure(routes.clone())
     })
@@ -244,7 +265,7 @@ async fn origin() -> Origin {
     .unwrap()
     .run();
     actix_rt::spawn(server);
-    Origin { base: format!("http://127.0.0.1:{port}"), port, engine, counts, client: client() }
+    Origin { base: format!("http://127.0.0.1:{port}"), port, engine, counts, uploads, client: client() }
 }
 
 fn client() -> awc::Client {
@@ -402,10 +423,12 @@ async fn ffmpeg_ingest(codec: Codec, secs: u32, name: &str) {
         serde_json::from_slice(&body).unwrap()
     };
     let published = api["parts"].as_u64().unwrap();
+    let summary = origin.uploads.lock().unwrap().first().cloned().expect("the upload was answered");
     let result = json!({
         "codec": format!("{codec:?}"),
         "ffmpeg_seconds": secs,
         "parts_published": published,
+        "ingest_summary": summary,
         "segments": api["segments"],
         "part_target": api["part_target"],
         "codecs": api["codecs"],
@@ -418,7 +441,9 @@ async fn ffmpeg_ingest(codec: Codec, secs: u32, name: &str) {
     });
     save(name, &result);
 
-    assert!(published > 0, "the ingest published no part");
+    assert!(summary["parts"].as_u64().unwrap() > 0, "the ingest published no part: {summary}");
+    assert_eq!(summary["parts"].as_u64(), Some(published), "{summary}");
+    assert_eq!(summary["dropped_bytes"], 0, "ffmpeg's upload ended inside a box: {summary}");
     assert!(stale.is_empty(), "blocking reloads answered with an older playlist than asked for: {stale:?}");
     assert!(timed_out <= 1, "more than the final hold timed out: {result}");
     // Part by part: nearly every published part was seen as its own answer (a burst of two fragments in one read
