@@ -6,7 +6,8 @@
 # 1. Installs what is missing on a Debian machine: ffmpeg, chromium and nginx from Debian's packages (apt-get), and
 #    hls.js + playwright-core into e2e/node_modules from e2e/package-lock.json (npm ci). Never a browser download:
 #    Playwright drives Debian's /usr/bin/chromium.
-# 2. Builds the server (release) and plays its built-in demo stream with hls.js in headless Chromium.
+# 2. Builds the server (release), plays its built-in demo stream with hls.js in headless Chromium, and opens its
+#    status page there (the demo row appears and advances; a screenshot goes to target/e2e/status-page.png).
 # 3. Runs the #[ignore] tests of tests/e2e.rs: ffmpeg ingest (H.264+AAC and VP9+Opus) followed part by part,
 #    hls.js and ffmpeg's HLS reader playing ffmpeg's stream, nginx (examples/nginx-edge.conf) with 50 viewers.
 # 4. Writes what was measured into BENCHMARKS.md, between <!-- e2e:start --> and <!-- e2e:end --> (nothing else
@@ -100,6 +101,9 @@ timeout 20 node -e '
 ' "http://127.0.0.1:$port/api/streams/demo"
 bounded 120 node e2e/play.mjs "http://127.0.0.1:$port/live/demo/index.m3u8" 10 >"$out/demo_binary.line" 2>"$out/demo_binary.err"
 mv "$out/demo_binary.line" "$out/demo_binary.json"
+# Issue 4: the status page, in the same browser, sees the demo stream's row appear and its msn advance.
+log "status page in headless Chromium"
+NODE_PATH="$root/e2e/node_modules" bounded 120 node e2e/status-page.mjs "http://127.0.0.1:$port" "$out/status-page.png"
 cleanup
 server_pid=""
 node -e '
