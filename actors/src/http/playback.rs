@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use playlists::playlists::Stream;
 use playlists::{Error, PlaylistRequest, Position, Skip, StreamId};
@@ -62,22 +62,17 @@ fn accepts_gzip(req: &HttpRequest) -> bool {
     })
 }
 
-/// `GET|HEAD /live/{stream}/{file}`.
-pub async fn serve(
-    req: HttpRequest,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let path = path.into_inner();
+/// `GET|HEAD /live/{path}`, `path` being `{stream}/{file}`.
+pub async fn serve(req: &HttpRequest, path: &str, state: &AppState) -> Result<HttpResponse, ApiError> {
     let (stream, file) = path.rsplit_once('/').ok_or(ApiError::NotFound("no such resource"))?;
     let resource = parse_resource(file).ok_or(ApiError::NotFound("no such resource"))?;
     if resource == Resource::Master {
-        return master(stream, &state);
+        return master(stream, state);
     }
     let id = StreamId::parse(stream)?;
     let stream = state.playlists.stream(&id).ok_or(ApiError::NotFound("no such stream"))?;
     match resource {
-        Resource::Playlist => playlist(&req, &stream).await,
+        Resource::Playlist => playlist(req, &stream).await,
         Resource::Init => {
             let init = stream.init().ok_or(ApiError::NotFound("no init segment yet"))?;
             let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -85,15 +80,15 @@ pub async fn serve(
             let etag = format!("\"{}-i{:x}\"", stream.generation(), h.finish());
             // The init may be replaced by an encoder restart, under the same URL: cache it briefly only.
             let cache = format!("public, max-age={}", stream.blocking_timeout().as_secs() / 3);
-            Ok(media(&req, etag, &cache, vec![init]))
+            Ok(media(req, etag, &cache, vec![init]))
         }
         Resource::Part(position) => {
             let part = stream.wait_part(position, stream.blocking_timeout()).await?;
-            Ok(media(&req, format!("\"{}-p{position}\"", stream.generation()), IMMUTABLE, vec![part]))
+            Ok(media(req, format!("\"{}-p{position}\"", stream.generation()), IMMUTABLE, vec![part]))
         }
         Resource::Segment(msn) => {
             let segment = stream.segment(msn).ok_or(ApiError::NotFound("segment not available"))?;
-            Ok(media(&req, format!("\"{}-s{msn}\"", stream.generation()), IMMUTABLE, segment.parts))
+            Ok(media(req, format!("\"{}-s{msn}\"", stream.generation()), IMMUTABLE, segment.parts))
         }
         Resource::Master => Err(ApiError::NotFound("no such resource")),
     }
