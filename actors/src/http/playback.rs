@@ -80,15 +80,17 @@ pub async fn serve(req: &HttpRequest, path: &str, state: &AppState) -> Result<Ht
             let etag = format!("\"{}-i{:x}\"", stream.generation(), h.finish());
             // The init may be replaced by an encoder restart, under the same URL: cache it briefly only.
             let cache = format!("public, max-age={}", stream.blocking_timeout().as_secs() / 3);
-            Ok(media(req, etag, &cache, vec![init]))
+            Ok(media(req, etag, HeaderValue::try_from(cache).map_err(bad_header)?, Body::One(init)))
         }
         Resource::Part(position) => {
             let part = stream.wait_part(position, stream.blocking_timeout()).await?;
-            Ok(media(req, format!("\"{}-p{position}\"", stream.generation()), IMMUTABLE, vec![part]))
+            let etag = format!("\"{}-p{position}\"", stream.generation());
+            Ok(media(req, etag, HeaderValue::from_static(IMMUTABLE), Body::One(part)))
         }
         Resource::Segment(msn) => {
             let segment = stream.segment(msn).ok_or(ApiError::NotFound("segment not available"))?;
-            Ok(media(req, format!("\"{}-s{msn}\"", stream.generation()), IMMUTABLE, segment.parts))
+            let etag = format!("\"{}-s{msn}\"", stream.generation());
+            Ok(media(req, etag, HeaderValue::from_static(IMMUTABLE), Body::Many(segment.parts)))
         }
         Resource::Master => Err(ApiError::NotFound("no such resource")),
     }
@@ -111,32 +113,67 @@ async fn playlist(req: &HttpRequest, stream: &Arc<Stream>) -> Result<HttpRespons
     // 6 x TD; a plain reload for half a target duration.
     let max_age = if request.is_blocking() { 6 * td } else { (td / 2).max(1) };
     let mut resp = HttpResponse::Ok();
-    resp.content_type(PLAYLIST_TYPE)
-        .insert_header((header::CACHE_CONTROL, format!("public, max-age={max_age}")))
-        .insert_header((header::VARY, "Accept-Encoding"));
+    resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PLAYLIST_TYPE)))
+        .insert_header((header::CACHE_CONTROL, cache_control(max_age)?))
+        .insert_header((header::VARY, HeaderValue::from_static("Accept-Encoding")));
     if gzip {
-        resp.insert_header((header::CONTENT_ENCODING, "gzip"));
+        resp.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
     }
     Ok(resp.body(rendered.body(delta, gzip).clone()))
 }
 
+/// `public, max-age={secs}`; the common values without formatting.
+fn cache_control(secs: u64) -> Result<HeaderValue, ApiError> {
+    const COMMON: [&str; 13] = [
+        "public, max-age=0",
+        "public, max-age=1",
+        "public, max-age=2",
+        "public, max-age=3",
+        "public, max-age=4",
+        "public, max-age=5",
+        "public, max-age=6",
+        "public, max-age=7",
+        "public, max-age=8",
+        "public, max-age=9",
+        "public, max-age=10",
+        "public, max-age=11",
+        "public, max-age=12",
+    ];
+    match COMMON.get(secs as usize) {
+        Some(v) => Ok(HeaderValue::from_static(v)),
+        None => HeaderValue::try_from(format!("public, max-age={secs}")).map_err(bad_header),
+    }
+}
+
+fn bad_header(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable(format!("building a header: {e}"))
+}
+
+/// What a media response carries: one part or init, or the parts of a segment.
+enum Body {
+    One(Bytes),
+    Many(Vec<Bytes>),
+}
+
 /// A media response from shared `Bytes`: ETag / If-None-Match, and the parts sent one after another without
 /// copying.
-fn media(req: &HttpRequest, etag: String, cache: &str, parts: Vec<Bytes>) -> HttpResponse {
+fn media(req: &HttpRequest, etag: String, cache: HeaderValue, body: Body) -> HttpResponse {
     let matches = req
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim() == "*" || v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag));
     let mut resp = if matches { HttpResponse::NotModified() } else { HttpResponse::Ok() };
-    resp.insert_header((header::ETAG, etag)).insert_header((header::CACHE_CONTROL, cache.to_owned()));
+    resp.insert_header((header::ETAG, etag)).insert_header((header::CACHE_CONTROL, cache));
     if matches {
         return resp.finish();
     }
-    resp.content_type(MEDIA_TYPE);
-    if parts.len() == 1 {
-        return resp.body(parts.into_iter().next().unwrap_or_default());
-    }
+    resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE)));
+    let parts = match body {
+        Body::One(bytes) => return resp.body(bytes),
+        Body::Many(parts) if parts.len() == 1 => return resp.body(parts.into_iter().next().unwrap_or_default()),
+        Body::Many(parts) => parts,
+    };
     let len: usize = parts.iter().map(Bytes::len).sum();
     let body = futures_util::stream::iter(parts.into_iter().map(Ok::<_, std::convert::Infallible>));
     resp.body(SizedStream::new(len as u64, body))
