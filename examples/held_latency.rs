@@ -13,6 +13,10 @@
 //! byte, minus `t0`. Every answer is checked: status 200, not before `t0`, and its (gunzipped) playlist lists
 //! the part just published.
 //!
+//! With `HELD_SPLIT=1` (in-process origin only) it also reports when the stream's edge moved, as seen by a watch
+//! receiver on the client's thread, and when the ingest `POST` was answered: where the time goes between ingest
+//! and the held answers. The watcher adds one more wakeup per round, so the headline runs go without it.
+//!
 //! The client is raw HTTP/1.1 over tokio `TcpStream` on ONE thread (a current-thread runtime); the origin runs in
 //! the same process on its own threads. Client and server share the machine's cores, so the figures include the
 //! client's own scheduling: the HELD responses are read one after another by that one thread.
@@ -73,17 +77,15 @@ impl Conn {
     /// Reads one response with a `Content-Length`.
     async fn read(&mut self) -> Res<Response> {
         let mut first_byte = (!self.buf.is_empty()).then(Instant::now);
-        let mut chunk = [0u8; 16 << 10];
         let head_end = loop {
             if let Some(i) = find(&self.buf, b"\r\n\r\n") {
                 break i + 4;
             }
-            let n = self.stream.read(&mut chunk).await?;
-            if n == 0 {
+            // Appends to the buffer: no zeroed scratch space per read.
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
                 return Err("connection closed".into());
             }
             first_byte.get_or_insert_with(Instant::now);
-            self.buf.extend_from_slice(&chunk[..n]);
         };
         let head = String::from_utf8_lossy(&self.buf[..head_end]).to_ascii_lowercase();
         let status = head.get(9..12).and_then(|s| s.parse().ok()).ok_or("bad status line")?;
@@ -94,11 +96,10 @@ impl Conn {
             .ok_or("no content-length")?;
         let gzip = head.lines().any(|l| l.starts_with("content-encoding:") && l.contains("gzip"));
         while self.buf.len() < head_end + length {
-            let n = self.stream.read(&mut chunk).await?;
-            if n == 0 {
+            self.buf.reserve(head_end + length - self.buf.len());
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
                 return Err("connection closed".into());
             }
-            self.buf.extend_from_slice(&chunk[..n]);
         }
         let last_byte = Instant::now();
         let body = self.buf[head_end..head_end + length].to_vec();
@@ -166,8 +167,8 @@ impl Media {
 }
 
 /// Starts the origin in this process, on its own thread and actix system.
-fn start_origin(workers: usize) -> Res<SocketAddr> {
-    let (tx, rx) = std::sync::mpsc::channel::<Res<SocketAddr>>();
+fn start_origin(workers: usize) -> Res<(SocketAddr, Engine)> {
+    let (tx, rx) = std::sync::mpsc::channel::<Res<(SocketAddr, Engine)>>();
     std::thread::spawn(move || {
         let system = actix_web::rt::System::new();
         let served = system.block_on(async move {
@@ -175,12 +176,13 @@ fn start_origin(workers: usize) -> Res<SocketAddr> {
             let addr = listener.local_addr()?;
             let engine = Engine::start(EngineConfig::default()).map_err(std::io::Error::other)?;
             let routes = engine.routes();
+            let handle = engine.clone();
             let server = HttpServer::new(move || App::new().configure(routes.clone()))
                 .workers(workers)
                 .disable_signals()
                 .listen(listener)?
                 .run();
-            let _ = tx.send(Ok(addr));
+            let _ = tx.send(Ok((addr, handle)));
             server.await
         });
         if let Err(e) = served {
@@ -246,7 +248,24 @@ fn summary(name: &str, mut v: Vec<Duration>) {
     );
 }
 
-async fn run(addr: SocketAddr, rounds: usize, held: usize) -> Res<()> {
+/// Records when the stream's edge moves, as seen by a task on the client's thread: the moment the part was
+/// published and the held requests' waiters were woken.
+fn watch_edge(engine: &Engine) -> Res<Arc<std::sync::Mutex<Vec<Instant>>>> {
+    let id = playlists::StreamId::parse(STREAM)?;
+    let stream = engine.playlists().stream(&id).ok_or("no stream to watch")?;
+    let mut rx = stream.subscribe();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let now = Instant::now();
+            out.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(now);
+        }
+    });
+    Ok(seen)
+}
+
+async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usize) -> Res<()> {
     let media = Media::load()?;
     let mut ingest = Conn::open(addr).await?;
     let mut control = Conn::open(addr).await?;
@@ -271,6 +290,13 @@ async fn run(addr: SocketAddr, rounds: usize, held: usize) -> Res<()> {
     for _ in 0..held {
         conns.push(Conn::open(addr).await?);
     }
+    // With HELD_SPLIT=1 and the origin in process: also when the edge moved and when ingest answered.
+    let split = std::env::var("HELD_SPLIT").is_ok_and(|v| v == "1");
+    let edges = match (&engine, split) {
+        (Some(e), true) => Some(watch_edge(e)?),
+        _ => None,
+    };
+    let (mut to_edge, mut edge_to_last, mut ingest_answered) = (Vec::new(), Vec::new(), Vec::new());
     let (mut first, mut full, mut slowest) = (Vec::new(), Vec::new(), Vec::new());
     let (mut early, mut wrong) = (0usize, 0usize);
     let started = Instant::now();
@@ -323,6 +349,14 @@ async fn run(addr: SocketAddr, rounds: usize, held: usize) -> Res<()> {
             round_max = round_max.max(r.last_byte - t0);
         }
         slowest.push(round_max);
+        if let Some(edges) = &edges {
+            let mut seen = edges.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(e) = seen.drain(..).find(|e| *e >= t0) {
+                to_edge.push(e - t0);
+                edge_to_last.push((t0 + round_max).saturating_duration_since(e));
+            }
+            ingest_answered.push(posted.first_byte - t0);
+        }
     }
     println!(
         "held_latency: {rounds} rounds x {held} held blocking playlist requests (gzip), origin {addr}, {:.1} s",
@@ -332,6 +366,11 @@ async fn run(addr: SocketAddr, rounds: usize, held: usize) -> Res<()> {
     summary("first byte after t0", first);
     summary("whole response after t0", full);
     summary("last of the round's answers", slowest);
+    if edges.is_some() {
+        summary("edge moved (seen by a watcher)", to_edge);
+        summary("edge moved -> last answer", edge_to_last);
+        summary("ingest answered (POST response)", ingest_answered);
+    }
     if early + wrong > 0 {
         return Err("some held requests were not answered as expected".into());
     }
@@ -342,10 +381,13 @@ fn main() -> Res<()> {
     let mut args = std::env::args().skip(1);
     let rounds: usize = args.next().map_or(Ok(200), |a| a.parse())?;
     let held: usize = args.next().map_or(Ok(100), |a| a.parse())?;
-    let addr = match args.next() {
-        Some(a) => a.parse()?,
-        None => start_origin(2)?,
+    let (addr, engine) = match args.next() {
+        Some(a) => (a.parse()?, None),
+        None => {
+            let (addr, engine) = start_origin(2)?;
+            (addr, Some(engine))
+        }
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(run(addr, rounds.max(1), held.max(1)))
+    rt.block_on(run(addr, engine, rounds.max(1), held.max(1)))
 }
