@@ -200,8 +200,8 @@ to_mb() { awk '{ v = $1; u = substr(v, length(v) - 1); n = v + 0;
         "nginx with 2. Sizes: parts $SIZE25 and $SIZE64 bytes, playlist $SIZEPL bytes gzipped. CPU: % of one core" \
         "over the run (wrk: user+sys from /usr/bin/time; server: utime+stime from /proc)."
     echo
-    echo "| resource | ours req/s | nginx req/s | ours / nginx | ours transfer | nginx transfer | wrk CPU ours / nginx | server CPU ours / nginx |"
-    echo "|---|---|---|---|---|---|---|---|"
+    echo "| resource | ours req/s | nginx req/s | ours / nginx | ours transfer | nginx transfer | wrk CPU ours / nginx | server CPU ours / nginx | server CPU µs per request ours / nginx |"
+    echo "|---|---|---|---|---|---|---|---|---|"
     for target in part25k part64k playlist; do
         awk -v t="$target" '$1 == t && $2 == "ours" { r += $3; c += $5; s += $6; n++ } END { printf "%s %.0f %.0f %.0f\n", "ours", r / n, c / n, s / n }' "$WORK/results" >"$WORK/o"
         awk -v t="$target" '$1 == t && $2 == "nginx" { r += $3; c += $5; s += $6; n++ } END { printf "%s %.0f %.0f %.0f\n", "nginx", r / n, c / n, s / n }' "$WORK/results" >"$WORK/n"
@@ -215,7 +215,9 @@ to_mb() { awk '{ v = $1; u = substr(v, length(v) - 1); n = v + 0;
             playlist) label="playlist, gzip ($SIZEPL B)" ;;
         esac
         ratio=$(awk -v a="$orps" -v b="$nrps" 'BEGIN { printf "%.2f", a / b }')
-        echo "| $label | $orps | $nrps | $ratio | $otps | $ntps | $ocpu% / $ncpu% | $oscpu% / $nscpu% |"
+        ous=$(awk -v c="$oscpu" -v r="$orps" 'BEGIN { printf "%.1f", c * 1e4 / r }')
+        nus=$(awk -v c="$nscpu" -v r="$nrps" 'BEGIN { printf "%.1f", c * 1e4 / r }')
+        echo "| $label | $orps | $nrps | **$ratio** | $otps | $ntps | $ocpu% / $ncpu% | $oscpu% / $nscpu% | $ous / $nus |"
     done
     echo
     echo "Every run (req/s, transfer/s, wrk CPU %, server CPU %):"
