@@ -13,9 +13,11 @@
 //! byte, minus `t0`. Every answer is checked: status 200, not before `t0`, and its (gunzipped) playlist lists
 //! the part just published.
 //!
-//! With `HELD_SPLIT=1` (in-process origin only) it also reports when the stream's edge moved, as seen by a watch
-//! receiver on the client's thread, and when the ingest `POST` was answered: where the time goes between ingest
-//! and the held answers. The watcher adds one more wakeup per round, so the headline runs go without it.
+//! With `HELD_SPLIT=1` (in-process origin only) it also reports where the time goes: when the stream's edge moved,
+//! as seen by a watch receiver on the client's thread; when the ingest `POST` was answered; the round trip of
+//! `GET /healthz`; `Engine::publish_fragment` (actor path, no HTTP); and `Stream::publish` alone (data plane, at
+//! gzip levels 4 and 1). The watcher adds one more wakeup per round, so the headline runs go without it.
+//! `HELD_SETTLE_MS` changes the settle time (default 20 ms).
 //!
 //! The client is raw HTTP/1.1 over tokio `TcpStream` on ONE thread (a current-thread runtime); the origin runs in
 //! the same process on its own threads. Client and server share the machine's cores, so the figures include the
@@ -37,8 +39,9 @@ use tokio::net::TcpStream;
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const STREAM: &str = "held";
-/// Time given to the server to read and park every held request once they are all written.
-const SETTLE: Duration = Duration::from_millis(20);
+/// Time given to the server to read and park every held request once they are all written (milliseconds;
+/// `HELD_SETTLE_MS` overrides it).
+const SETTLE_MS: u64 = 20;
 
 /// One kept-alive HTTP/1.1 connection.
 struct Conn {
@@ -248,6 +251,27 @@ fn summary(name: &str, mut v: Vec<Duration>) {
     );
 }
 
+/// The data plane's own cost of publishing one part (manifest, part ring, playlist rendered in full and delta
+/// form and gzipped at `gzip_level`, watch send), timed on a separate `Playlists` with no HTTP and no actor, and
+/// the cost of the gzip alone (the same playlist bytes compressed by `Rendered::new`).
+fn publish_cost(media: &Media, gzip_level: u32, n: usize) -> Res<(Vec<Duration>, usize)> {
+    let options = playlists::Options { gzip_level, ..playlists::Options::default() };
+    let data = playlists::Playlists::new(options)?;
+    let stream = data.start(&playlists::StreamId::parse("cost")?)?;
+    let init = Arc::new(playlists::fmp4::Init::parse(media.init.clone())?);
+    stream.set_init(Arc::clone(&init))?;
+    let mut took = Vec::with_capacity(n);
+    for i in 0..n {
+        let fragment = playlists::fmp4::Fragment::parse(media.fragment(i)?, &init)?;
+        let t = Instant::now();
+        stream.publish(fragment, std::time::SystemTime::now())?;
+        took.push(t.elapsed());
+    }
+    let size = stream.latest_playlist().map_or(0, |r| r.body(false, false).len());
+    // The first parts render small playlists: keep the steady state.
+    Ok((took.split_off(n / 2), size))
+}
+
 /// Records when the stream's edge moves, as seen by a task on the client's thread: the moment the part was
 /// published and the held requests' waiters were woken.
 fn watch_edge(engine: &Engine) -> Res<Arc<std::sync::Mutex<Vec<Instant>>>> {
@@ -292,6 +316,8 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
     }
     // With HELD_SPLIT=1 and the origin in process: also when the edge moved and when ingest answered.
     let split = std::env::var("HELD_SPLIT").is_ok_and(|v| v == "1");
+    let settle =
+        Duration::from_millis(std::env::var("HELD_SETTLE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(SETTLE_MS));
     let edges = match (&engine, split) {
         (Some(e), true) => Some(watch_edge(e)?),
         _ => None,
@@ -318,7 +344,7 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
         while written.load(Ordering::Acquire) < held {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        tokio::time::sleep(SETTLE).await;
+        tokio::time::sleep(settle).await;
         let f = media.fragment(next)?;
         next += 1;
         ingest.send(&post(&parts_path, f.len()), &f).await?;
@@ -370,6 +396,29 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
         summary("edge moved (seen by a watcher)", to_edge);
         summary("edge moved -> last answer", edge_to_last);
         summary("ingest answered (POST response)", ingest_answered);
+        let mut rtt = Vec::new();
+        for _ in 0..400 {
+            let t = Instant::now();
+            control.request(&get("/healthz", false), &[]).await?;
+            rtt.push(t.elapsed());
+        }
+        summary("GET /healthz round trip", rtt.split_off(200));
+        if let Some(engine) = &engine {
+            let id = playlists::StreamId::parse("held-api")?;
+            engine.publish_init(&id, media.init.clone()).await?;
+            let mut took = Vec::new();
+            for i in 0..400 {
+                let f = media.fragment(i)?;
+                let t = Instant::now();
+                engine.publish_fragment(&id, f).await?;
+                took.push(t.elapsed());
+            }
+            summary("Engine::publish_fragment (no HTTP)", took.split_off(200));
+        }
+        for level in [4, 1] {
+            let (took, size) = publish_cost(&media, level, 400)?;
+            summary(&format!("Stream::publish, gzip {level}, {size} B"), took);
+        }
     }
     if early + wrong > 0 {
         return Err("some held requests were not answered as expected".into());
