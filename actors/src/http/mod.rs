@@ -13,9 +13,9 @@ use std::sync::Arc;
 use actix::Addr;
 use actix_web::dev::Service as _;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{guard, web, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use playlists::Playlists;
 
 use crate::registry::Registry;
@@ -119,13 +119,63 @@ async fn preflight() -> HttpResponse {
         .finish()
 }
 
+/// `OPTIONS` anywhere is a preflight; anything else no route took is 404.
+async fn fallback(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    if req.method() == Method::OPTIONS {
+        return Ok(preflight().await);
+    }
+    api::not_found().await
+}
+
+/// Everything under `/live`: `GET`/`HEAD` of a resource go to playback, `OPTIONS` is a preflight, the rest 404.
+///
+/// A scope with a static prefix instead of a `/live/{path:.+}` route: actix matches a dynamic pattern with a
+/// regex on every request, which was the largest cost in user space of serving a part or a playlist.
+async fn live(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let method = req.method();
+    if method == Method::OPTIONS {
+        return Ok(preflight().await);
+    }
+    // What `/live/{path:.+}` captured: the rest after `/live/`, percent-decoded as `web::Path` decodes it.
+    let tail = req.match_info().unprocessed().strip_prefix('/').unwrap_or("");
+    if tail.is_empty() || !(method == Method::GET || method == Method::HEAD) {
+        return api::not_found().await;
+    }
+    if tail.contains('%') {
+        let decoded = percent_decode(tail);
+        return playback::serve(&req, &decoded, &state).await;
+    }
+    playback::serve(&req, tail, &state).await
+}
+
+/// `%XX` sequences decoded (invalid UTF-8 replaced), as the path extractor does.
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Mounts every route: `App::new().configure(|cfg| http::configure(cfg, state))`.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     let cors = DefaultHeaders::new()
         .add((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
         .add((header::ACCESS_CONTROL_EXPOSE_HEADERS, "Age, Content-Length, Content-Range, ETag"));
-    let get_or_head = || guard::Any(guard::Get()).or(guard::Head());
     let counted = Arc::clone(&state.metrics);
+    // Static prefixes first (no regex on the read path); `OPTIONS` falls through every method guard to a
+    // preflight.
     cfg.app_data(state).service(
         web::scope("")
             .wrap(cors)
@@ -141,11 +191,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                     Ok(res)
                 }
             })
-            .route("/{any:.*}", web::method(actix_web::http::Method::OPTIONS).to(preflight))
-            .route("/live/{path:.+}", web::route().guard(get_or_head()).to(playback::serve))
-            .route("/ingest/{path:.+}", web::put().to(ingest::put))
-            .route("/ingest/{path:.+}", web::post().to(ingest::post))
-            .route("/ingest/{path:.+}", web::delete().to(ingest::delete))
+            .service(web::scope("/live").default_service(web::to(live)))
+            .service(
+                web::resource("/ingest/{path:.+}")
+                    .route(web::put().to(ingest::put))
+                    .route(web::post().to(ingest::post))
+                    .route(web::delete().to(ingest::delete))
+                    .default_service(web::to(fallback)),
+            )
             .route("/api/streams", web::get().to(api::streams))
             .route("/api/streams/{path:.+}", web::get().to(api::stream))
             .route("/api/streams/{path:.+}", web::delete().to(api::end))
@@ -153,6 +206,20 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             .route("/metrics", web::get().to(metrics::metrics))
             .route("/", web::get().to(page::index))
             .route("/healthz", web::get().to(api::healthz))
-            .default_service(web::to(api::not_found)),
+            .default_service(web::to(fallback)),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn percent_decoding_matches_the_path_extractor() {
+        assert_eq!(percent_decode("a%2Fb/index.m3u8"), "a/b/index.m3u8");
+        assert_eq!(percent_decode("a%2fb%25"), "a/b%");
+        assert_eq!(percent_decode("%zz%2"), "%zz%2");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%FF"), "\u{FFFD}");
+    }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use playlists::playlists::Stream;
 use playlists::{Error, PlaylistRequest, Position, Skip, StreamId};
@@ -66,27 +66,22 @@ fn accepts_gzip(req: &HttpRequest) -> bool {
     })
 }
 
-/// `GET|HEAD /live/{stream}/{file}`.
-pub async fn serve(
-    req: HttpRequest,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let path = path.into_inner();
+/// `GET|HEAD /live/{path}`, `path` being `{stream}/{file}`.
+pub async fn serve(req: &HttpRequest, path: &str, state: &AppState) -> Result<HttpResponse, ApiError> {
     let (stream, file) = path.rsplit_once('/').ok_or(ApiError::NotFound("no such resource"))?;
     let resource = parse_resource(file).ok_or(ApiError::NotFound("no such resource"))?;
     if resource == Resource::Master {
-        return master(stream, &state);
+        return master(stream, state);
     }
     let id = StreamId::parse(stream)?;
     let stream = state.playlists.stream(&id).ok_or(ApiError::NotFound("no such stream"))?;
     let reads = stream.read_stats();
     if resource == Resource::Playlist {
-        let answer = playlist(&req, &stream, &state).await;
+        let answer = playlist(req, &stream, state).await;
         reads.playlist_served(answer.as_ref().map_or(0, |(_, len)| *len));
         return answer.map(|(resp, _)| resp);
     }
-    let answer = media_resource(&req, &stream, &state, resource).await;
+    let answer = media_resource(req, &stream, state, resource).await;
     reads.media_served(answer.as_ref().map_or(0, |(_, len)| *len));
     answer.map(|(resp, _)| resp)
 }
@@ -105,19 +100,29 @@ async fn media_resource(
             init.hash(&mut h);
             let etag = format!("\"{}-i{:x}\"", stream.generation(), h.finish());
             // A stream re-created under the same id starts its init URIs over: cache them briefly only.
-            let cache = format!("public, max-age={}", stream.blocking_timeout().as_secs() / 3);
-            Ok(media(req, etag, &cache, vec![init]))
+            let cache = cache_control(stream.blocking_timeout().as_secs() / 3);
+            Ok(media(req, etag, cache, vec![init]))
         }
         Resource::Part(position) => {
             let answer = stream.part_answer(position, stream.blocking_timeout()).await?;
             if let Some(after) = answer.released_after {
                 state.metrics.observe_release(after.as_secs_f64());
             }
-            Ok(media(req, format!("\"{}-p{position}\"", stream.generation()), IMMUTABLE, vec![answer.value]))
+            Ok(media(
+                req,
+                format!("\"{}-p{position}\"", stream.generation()),
+                HeaderValue::from_static(IMMUTABLE),
+                vec![answer.value],
+            ))
         }
         Resource::Segment(msn) => {
             let segment = stream.segment(msn).ok_or(ApiError::NotFound("segment not available"))?;
-            Ok(media(req, format!("\"{}-s{msn}\"", stream.generation()), IMMUTABLE, segment.parts))
+            Ok(media(
+                req,
+                format!("\"{}-s{msn}\"", stream.generation()),
+                HeaderValue::from_static(IMMUTABLE),
+                segment.parts,
+            ))
         }
         Resource::Playlist | Resource::Master => Err(ApiError::NotFound("no such resource")),
     }
@@ -145,31 +150,42 @@ async fn playlist(req: &HttpRequest, stream: &Arc<Stream>, state: &AppState) -> 
     // 6 x TD; a plain reload for half a target duration.
     let max_age = if request.is_blocking() { 6 * td } else { (td / 2).max(1) };
     let mut resp = HttpResponse::Ok();
-    resp.content_type(PLAYLIST_TYPE)
-        .insert_header((header::CACHE_CONTROL, format!("public, max-age={max_age}")))
-        .insert_header((header::VARY, "Accept-Encoding"));
+    resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PLAYLIST_TYPE)))
+        .insert_header((header::CACHE_CONTROL, cache_control(max_age)))
+        .insert_header((header::VARY, HeaderValue::from_static("Accept-Encoding")));
     if gzip {
-        resp.insert_header((header::CONTENT_ENCODING, "gzip"));
+        resp.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
     }
     let body = rendered.body(delta, gzip).clone();
     let len = body.len() as u64;
     Ok((resp.body(body), len))
 }
 
+/// `public, max-age={secs}`: the values of the default target durations without formatting (this is on the path
+/// of every playlist request).
+fn cache_control(secs: u64) -> HeaderValue {
+    match secs {
+        1 => HeaderValue::from_static("public, max-age=1"),
+        2 => HeaderValue::from_static("public, max-age=2"),
+        12 => HeaderValue::from_static("public, max-age=12"),
+        _ => HeaderValue::from_str(&format!("public, max-age={secs}")).unwrap_or(HeaderValue::from_static("no-store")),
+    }
+}
+
 /// A media response from shared `Bytes`: ETag / If-None-Match, and the parts sent one after another without
 /// copying. Also the body length (0 for a 304).
-fn media(req: &HttpRequest, etag: String, cache: &str, parts: Vec<Bytes>) -> (HttpResponse, u64) {
+fn media(req: &HttpRequest, etag: String, cache: HeaderValue, parts: Vec<Bytes>) -> (HttpResponse, u64) {
     let matches = req
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim() == "*" || v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag));
     let mut resp = if matches { HttpResponse::NotModified() } else { HttpResponse::Ok() };
-    resp.insert_header((header::ETAG, etag)).insert_header((header::CACHE_CONTROL, cache.to_owned()));
+    resp.insert_header((header::ETAG, etag)).insert_header((header::CACHE_CONTROL, cache));
     if matches {
         return (resp.finish(), 0);
     }
-    resp.content_type(MEDIA_TYPE);
+    resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE)));
     let len: usize = parts.iter().map(Bytes::len).sum();
     if parts.len() == 1 {
         return (resp.body(parts.into_iter().next().unwrap_or_default()), len as u64);

@@ -1,0 +1,442 @@
+//! Run with: `cargo run --release --example held_latency -- [ROUNDS] [HELD] [ADDR]` (default `200 100`, and an
+//! in-process origin on 127.0.0.1:0 with 2 HTTP workers; give ADDR, e.g. `127.0.0.1:8080`, to target a running
+//! server that accepts ingest from loopback).
+//!
+//! Held-request latency: the time from the last byte of a fragment arriving at ingest to the blocking playlist
+//! requests that wait for it being answered.
+//!
+//! Each round: HELD kept-alive connections each send `GET /live/held/index.m3u8?_HLS_msn=M&_HLS_part=N`
+//! (`Accept-Encoding: gzip`, as browsers send) for the part the playlist's `EXT-X-PRELOAD-HINT` names; once every
+//! request is written the tool waits a settle time so the server holds them all, then writes one fragment to
+//! `POST /ingest/held/parts` on another kept-alive connection. `t0` is taken right after the last byte of that
+//! body is written. For every held request it records the arrival of the response's first byte and of its last
+//! byte, minus `t0`. Every answer is checked: status 200, not before `t0`, and its (gunzipped) playlist lists
+//! the part just published.
+//!
+//! With `HELD_SPLIT=1` (in-process origin only) it also reports where the time goes: when the stream's edge moved,
+//! as seen by a watch receiver on the client's thread; when the ingest `POST` was answered; the round trip of
+//! `GET /healthz`; `Engine::publish_fragment` (actor path, no HTTP); and `Stream::publish` alone (data plane, at
+//! gzip levels 4 and 1). The watcher adds one more wakeup per round, so the headline runs go without it.
+//! `HELD_SETTLE_MS` changes the settle time (default 20 ms).
+//!
+//! The client is raw HTTP/1.1 over tokio `TcpStream` on ONE thread (a current-thread runtime); the origin runs in
+//! the same process on its own threads. Client and server share the machine's cores, so the figures include the
+//! client's own scheduling: the HELD responses are read one after another by that one thread.
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpServer};
+use bytes::Bytes;
+use playlists::fmp4::{self, Item, Splitter};
+use playlists_actors::{Engine, EngineConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const STREAM: &str = "held";
+/// Time given to the server to read and park every held request once they are all written (milliseconds;
+/// `HELD_SETTLE_MS` overrides it).
+const SETTLE_MS: u64 = 20;
+
+/// One kept-alive HTTP/1.1 connection.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// A response, read whole.
+struct Response {
+    status: u16,
+    gzip: bool,
+    body: Vec<u8>,
+    first_byte: Instant,
+    last_byte: Instant,
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> Res<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self { stream, buf: Vec::with_capacity(16 << 10) })
+    }
+
+    async fn send(&mut self, head: &str, body: &[u8]) -> Res<()> {
+        self.stream.write_all(head.as_bytes()).await?;
+        if !body.is_empty() {
+            self.stream.write_all(body).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads one response with a `Content-Length`.
+    async fn read(&mut self) -> Res<Response> {
+        let mut first_byte = (!self.buf.is_empty()).then(Instant::now);
+        let head_end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            // Appends to the buffer: no zeroed scratch space per read.
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err("connection closed".into());
+            }
+            first_byte.get_or_insert_with(Instant::now);
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_ascii_lowercase();
+        let status = head.get(9..12).and_then(|s| s.parse().ok()).ok_or("bad status line")?;
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or("no content-length")?;
+        let gzip = head.lines().any(|l| l.starts_with("content-encoding:") && l.contains("gzip"));
+        while self.buf.len() < head_end + length {
+            self.buf.reserve(head_end + length - self.buf.len());
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err("connection closed".into());
+            }
+        }
+        let last_byte = Instant::now();
+        let body = self.buf[head_end..head_end + length].to_vec();
+        self.buf.drain(..head_end + length);
+        let first_byte = first_byte.unwrap_or(last_byte);
+        Ok(Response { status, gzip, body, first_byte, last_byte })
+    }
+
+    async fn request(&mut self, head: &str, body: &[u8]) -> Res<Response> {
+        self.send(head, body).await?;
+        self.read().await
+    }
+}
+
+fn get(path: &str, gzip: bool) -> String {
+    let enc = if gzip { "Accept-Encoding: gzip\r\n" } else { "" };
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{enc}\r\n")
+}
+
+fn post(path: &str, len: usize) -> String {
+    format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: video/mp4\r\nContent-Length: {len}\r\n\r\n")
+}
+
+/// The committed fixture, split; fragments past its end loop it with a continuous timeline.
+struct Media {
+    init: Bytes,
+    fragments: Vec<Bytes>,
+    loop_ticks: Vec<(u32, u64)>,
+}
+
+impl Media {
+    fn load() -> Res<Self> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/h264_aac.mp4");
+        let file = std::fs::read(path)?;
+        let mut s = Splitter::new(file.len());
+        s.push(&file);
+        let (mut init, mut fragments, mut loop_ticks) = (None, Vec::new(), Vec::<(u32, u64)>::new());
+        while let Some(item) = s.next_item()? {
+            match item {
+                Item::Init(i) => init = Some(i.bytes.clone()),
+                Item::Fragment(f) => {
+                    for run in &f.tracks {
+                        match loop_ticks.iter_mut().find(|(t, _)| *t == run.track_id) {
+                            Some((_, d)) => *d += run.duration,
+                            None => loop_ticks.push((run.track_id, run.duration)),
+                        }
+                    }
+                    fragments.push(f.bytes);
+                }
+            }
+        }
+        Ok(Self { init: init.ok_or("the fixture has no init")?, fragments, loop_ticks })
+    }
+
+    fn fragment(&self, i: usize) -> Res<Bytes> {
+        let n = self.fragments.len();
+        let round = (i / n) as u64;
+        let f = &self.fragments[i % n];
+        if round == 0 {
+            return Ok(f.clone());
+        }
+        let shift = |track| self.loop_ticks.iter().find(|(t, _)| *t == track).map_or(0, |(_, d)| d * round);
+        Ok(fmp4::shift_decode_times(f, shift)?)
+    }
+}
+
+/// Starts the origin in this process, on its own thread and actix system.
+fn start_origin(workers: usize) -> Res<(SocketAddr, Engine)> {
+    let (tx, rx) = std::sync::mpsc::channel::<Res<(SocketAddr, Engine)>>();
+    std::thread::spawn(move || {
+        let system = actix_web::rt::System::new();
+        let served = system.block_on(async move {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            let addr = listener.local_addr()?;
+            let engine = Engine::start(EngineConfig::default()).map_err(std::io::Error::other)?;
+            let routes = engine.routes();
+            let handle = engine.clone();
+            let server = HttpServer::new(move || App::new().configure(routes.clone()))
+                .workers(workers)
+                .disable_signals()
+                .listen(listener)?
+                .run();
+            let _ = tx.send(Ok((addr, handle)));
+            server.await
+        });
+        if let Err(e) = served {
+            eprintln!("origin: {e}");
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(10))?
+}
+
+/// The part the playlist's preload hint names, `(msn, part)`.
+async fn hint(control: &mut Conn) -> Res<(u64, u32)> {
+    let r = control.request(&get(&format!("/live/{STREAM}/index.m3u8"), false), &[]).await?;
+    let text = String::from_utf8_lossy(&r.body);
+    let uri = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p"))
+        .and_then(|l| l.strip_suffix(".mp4\""))
+        .ok_or("the playlist has no part preload hint")?;
+    let (msn, part) = uri.split_once('.').ok_or("bad hint")?;
+    Ok((msn.parse()?, part.parse()?))
+}
+
+/// The `"last"` position of an ingest summary.
+fn last_published(json: &[u8]) -> Res<String> {
+    let text = String::from_utf8_lossy(json);
+    let rest = text.split_once("\"last\":\"").ok_or("no \"last\" in the ingest summary")?.1;
+    Ok(rest.split_once('"').ok_or("bad ingest summary")?.0.to_owned())
+}
+
+/// Whether a held answer lists the part `position` ("M.N").
+fn lists_part(r: &Response, position: &str) -> bool {
+    let mut text = String::new();
+    let ok = if r.gzip {
+        flate2::read::GzDecoder::new(&r.body[..]).read_to_string(&mut text).is_ok()
+    } else {
+        String::from_utf8(r.body.clone()).map(|t| text = t).is_ok()
+    };
+    let uri = format!("URI=\"p{position}.mp4\"");
+    ok && text.lines().any(|l| l.starts_with("#EXT-X-PART:") && l.contains(&uri))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+fn summary(name: &str, mut v: Vec<Duration>) {
+    v.sort_unstable();
+    println!(
+        "{name:<32} n={:<6} p50 {:>9}  p90 {:>9}  p99 {:>9}  max {:>9}",
+        v.len(),
+        us(percentile(&v, 50.0)),
+        us(percentile(&v, 90.0)),
+        us(percentile(&v, 99.0)),
+        us(v.last().copied().unwrap_or_default())
+    );
+}
+
+/// The data plane's own cost of publishing one part (manifest, part ring, playlist rendered in full and delta
+/// form and gzipped at `gzip_level`, watch send), timed on a separate `Playlists` with no HTTP and no actor, and
+/// the cost of the gzip alone (the same playlist bytes compressed by `Rendered::new`).
+fn publish_cost(media: &Media, gzip_level: u32, n: usize) -> Res<(Vec<Duration>, usize)> {
+    let options = playlists::Options { gzip_level, ..playlists::Options::default() };
+    let data = playlists::Playlists::new(options)?;
+    let stream = data.start(&playlists::StreamId::parse("cost")?)?;
+    let init = Arc::new(playlists::fmp4::Init::parse(media.init.clone())?);
+    stream.set_init(Arc::clone(&init))?;
+    let mut took = Vec::with_capacity(n);
+    for i in 0..n {
+        let fragment = playlists::fmp4::Fragment::parse(media.fragment(i)?, &init)?;
+        let t = Instant::now();
+        stream.publish(fragment, std::time::SystemTime::now())?;
+        took.push(t.elapsed());
+    }
+    let size = stream.latest_playlist().map_or(0, |r| r.body(false, false).len());
+    // The first parts render small playlists: keep the steady state.
+    Ok((took.split_off(n / 2), size))
+}
+
+/// Records when the stream's edge moves, as seen by a task on the client's thread: the moment the part was
+/// published and the held requests' waiters were woken.
+fn watch_edge(engine: &Engine) -> Res<Arc<std::sync::Mutex<Vec<Instant>>>> {
+    let id = playlists::StreamId::parse(STREAM)?;
+    let stream = engine.playlists().stream(&id).ok_or("no stream to watch")?;
+    let mut rx = stream.subscribe();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let now = Instant::now();
+            out.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(now);
+        }
+    });
+    Ok(seen)
+}
+
+async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usize) -> Res<()> {
+    let media = Media::load()?;
+    let mut ingest = Conn::open(addr).await?;
+    let mut control = Conn::open(addr).await?;
+    let r = ingest
+        .request(&post(&format!("/ingest/{STREAM}/init.mp4"), media.init.len()).replace("POST", "PUT"), &media.init)
+        .await?;
+    if r.status != 200 {
+        return Err(format!("PUT init: {} {}", r.status, String::from_utf8_lossy(&r.body)).into());
+    }
+    let parts_path = format!("/ingest/{STREAM}/parts");
+    let mut next = 0;
+    // A few segments first, so that the playlist is rendered and carries a preload hint.
+    for _ in 0..12 {
+        let f = media.fragment(next)?;
+        next += 1;
+        let r = ingest.request(&post(&parts_path, f.len()), &f).await?;
+        if r.status != 200 {
+            return Err(format!("POST part: {} {}", r.status, String::from_utf8_lossy(&r.body)).into());
+        }
+    }
+    let mut conns = Vec::with_capacity(held);
+    for _ in 0..held {
+        conns.push(Conn::open(addr).await?);
+    }
+    // With HELD_SPLIT=1 and the origin in process: also when the edge moved and when ingest answered.
+    let split = std::env::var("HELD_SPLIT").is_ok_and(|v| v == "1");
+    let settle =
+        Duration::from_millis(std::env::var("HELD_SETTLE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(SETTLE_MS));
+    let edges = match (&engine, split) {
+        (Some(e), true) => Some(watch_edge(e)?),
+        _ => None,
+    };
+    let (mut to_edge, mut edge_to_last, mut ingest_answered) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut first, mut full, mut slowest) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut early, mut wrong) = (0usize, 0usize);
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let (msn, part) = hint(&mut control).await?;
+        let head = Arc::new(get(&format!("/live/{STREAM}/index.m3u8?_HLS_msn={msn}&_HLS_part={part}"), true));
+        let written = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::with_capacity(held);
+        for mut c in conns.drain(..) {
+            let (head, written) = (Arc::clone(&head), Arc::clone(&written));
+            tasks.push(tokio::spawn(async move {
+                let sent = c.send(&head, &[]).await;
+                written.fetch_add(1, Ordering::Release);
+                sent?;
+                let r = c.read().await?;
+                Res::Ok((c, r))
+            }));
+        }
+        while written.load(Ordering::Acquire) < held {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(settle).await;
+        let f = media.fragment(next)?;
+        next += 1;
+        ingest.send(&post(&parts_path, f.len()), &f).await?;
+        let t0 = Instant::now();
+        let mut answers = Vec::with_capacity(held);
+        for t in tasks {
+            let (c, r) = t.await??;
+            conns.push(c);
+            answers.push(r);
+        }
+        let posted = ingest.read().await?;
+        if posted.status != 200 {
+            return Err(format!("POST part: {} {}", posted.status, String::from_utf8_lossy(&posted.body)).into());
+        }
+        let position = last_published(&posted.body)?;
+        let mut round_max = Duration::ZERO;
+        for r in &answers {
+            if r.first_byte < t0 {
+                early += 1;
+                continue;
+            }
+            if r.status != 200 || !lists_part(r, &position) {
+                wrong += 1;
+                continue;
+            }
+            first.push(r.first_byte - t0);
+            full.push(r.last_byte - t0);
+            round_max = round_max.max(r.last_byte - t0);
+        }
+        slowest.push(round_max);
+        if let Some(edges) = &edges {
+            let mut seen = edges.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(e) = seen.drain(..).find(|e| *e >= t0) {
+                to_edge.push(e - t0);
+                edge_to_last.push((t0 + round_max).saturating_duration_since(e));
+            }
+            ingest_answered.push(posted.first_byte - t0);
+        }
+    }
+    println!(
+        "held_latency: {rounds} rounds x {held} held blocking playlist requests (gzip), origin {addr}, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!("answers before the fragment was written: {early}; wrong status or playlist: {wrong}");
+    summary("first byte after t0", first);
+    summary("whole response after t0", full);
+    summary("last of the round's answers", slowest);
+    if edges.is_some() {
+        summary("edge moved (seen by a watcher)", to_edge);
+        summary("edge moved -> last answer", edge_to_last);
+        summary("ingest answered (POST response)", ingest_answered);
+        let mut rtt = Vec::new();
+        for _ in 0..400 {
+            let t = Instant::now();
+            control.request(&get("/healthz", false), &[]).await?;
+            rtt.push(t.elapsed());
+        }
+        summary("GET /healthz round trip", rtt.split_off(200));
+        if let Some(engine) = &engine {
+            let id = playlists::StreamId::parse("held-api")?;
+            engine.publish_init(&id, media.init.clone()).await?;
+            let mut took = Vec::new();
+            for i in 0..400 {
+                let f = media.fragment(i)?;
+                let t = Instant::now();
+                engine.publish_fragment(&id, f).await?;
+                took.push(t.elapsed());
+            }
+            summary("Engine::publish_fragment (no HTTP)", took.split_off(200));
+        }
+        for level in [4, 1] {
+            let (took, size) = publish_cost(&media, level, 400)?;
+            summary(&format!("Stream::publish, gzip {level}, {size} B"), took);
+        }
+    }
+    if early + wrong > 0 {
+        return Err("some held requests were not answered as expected".into());
+    }
+    Ok(())
+}
+
+fn main() -> Res<()> {
+    let mut args = std::env::args().skip(1);
+    let rounds: usize = args.next().map_or(Ok(200), |a| a.parse())?;
+    let held: usize = args.next().map_or(Ok(100), |a| a.parse())?;
+    let (addr, engine) = match args.next() {
+        Some(a) => (a.parse()?, None),
+        None => {
+            let (addr, engine) = start_origin(2)?;
+            (addr, Some(engine))
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(run(addr, engine, rounds.max(1), held.max(1)))
+}
