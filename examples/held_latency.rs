@@ -19,6 +19,11 @@
 //! gzip levels 4 and 1). The watcher adds one more wakeup per round, so the headline runs go without it.
 //! `HELD_SETTLE_MS` changes the settle time (default 20 ms).
 //!
+//! `HELD_INGEST` chooses how the fragment arrives: `upload` (the default) sends it as the next chunk of ONE long
+//! chunked `POST /ingest/held`, as an encoder such as ffmpeg does (`t0` right after the chunk's last byte);
+//! `parts` sends each fragment as its own `POST /ingest/held/parts` request, which adds the request's own
+//! routing to the path.
+//!
 //! The client is raw HTTP/1.1 over tokio `TcpStream` on ONE thread (a current-thread runtime); the origin runs in
 //! the same process on its own threads. Client and server share the machine's cores, so the figures include the
 //! client's own scheduling: the HELD responses are read one after another by that one thread.
@@ -300,14 +305,44 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
         return Err(format!("PUT init: {} {}", r.status, String::from_utf8_lossy(&r.body)).into());
     }
     let parts_path = format!("/ingest/{STREAM}/parts");
+    let upload = std::env::var("HELD_INGEST").map_or(true, |v| v != "parts");
     let mut next = 0;
     // A few segments first, so that the playlist is rendered and carries a preload hint.
-    for _ in 0..12 {
-        let f = media.fragment(next)?;
-        next += 1;
-        let r = ingest.request(&post(&parts_path, f.len()), &f).await?;
-        if r.status != 200 {
-            return Err(format!("POST part: {} {}", r.status, String::from_utf8_lossy(&r.body)).into());
+    if upload {
+        let head = format!(
+            "POST /ingest/{STREAM} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: video/mp4\r\n\
+             Transfer-Encoding: chunked\r\n\r\n"
+        );
+        ingest.send(&head, &[]).await?;
+        // An upload carries its own init first, as an encoder's does.
+        ingest.send(&format!("{:x}\r\n", media.init.len()), &media.init).await?;
+        ingest.send("\r\n", &[]).await?;
+        for _ in 0..12 {
+            let f = media.fragment(next)?;
+            next += 1;
+            ingest.send(&format!("{:x}\r\n", f.len()), &f).await?;
+            ingest.send("\r\n", &[]).await?;
+        }
+        // The upload is answered only when it ends: wait until the status API counts all 12 parts.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = control.request(&get(&format!("/api/streams/{STREAM}"), false), &[]).await?;
+            if String::from_utf8_lossy(&r.body).contains("\"parts\":12,") {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err("the uploaded fragments were not all published".into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    } else {
+        for _ in 0..12 {
+            let f = media.fragment(next)?;
+            next += 1;
+            let r = ingest.request(&post(&parts_path, f.len()), &f).await?;
+            if r.status != 200 {
+                return Err(format!("POST part: {} {}", r.status, String::from_utf8_lossy(&r.body)).into());
+            }
         }
     }
     let mut conns = Vec::with_capacity(held);
@@ -347,7 +382,15 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
         tokio::time::sleep(settle).await;
         let f = media.fragment(next)?;
         next += 1;
-        ingest.send(&post(&parts_path, f.len()), &f).await?;
+        if upload {
+            // Size line, fragment, and the chunk's CRLF in one write: its last byte is the fragment's.
+            let mut chunk = format!("{:x}\r\n", f.len()).into_bytes();
+            chunk.extend_from_slice(&f);
+            chunk.extend_from_slice(b"\r\n");
+            ingest.send("", &chunk).await?;
+        } else {
+            ingest.send(&post(&parts_path, f.len()), &f).await?;
+        }
         let t0 = Instant::now();
         let mut answers = Vec::with_capacity(held);
         for t in tasks {
@@ -355,11 +398,16 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
             conns.push(c);
             answers.push(r);
         }
-        let posted = ingest.read().await?;
-        if posted.status != 200 {
-            return Err(format!("POST part: {} {}", posted.status, String::from_utf8_lossy(&posted.body)).into());
-        }
-        let position = last_published(&posted.body)?;
+        let (position, posted_at) = if upload {
+            // The fragment went where the preload hint said.
+            (format!("{msn}.{part}"), None)
+        } else {
+            let posted = ingest.read().await?;
+            if posted.status != 200 {
+                return Err(format!("POST part: {} {}", posted.status, String::from_utf8_lossy(&posted.body)).into());
+            }
+            (last_published(&posted.body)?, Some(posted.first_byte))
+        };
         let mut round_max = Duration::ZERO;
         for r in &answers {
             if r.first_byte < t0 {
@@ -381,11 +429,15 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
                 to_edge.push(e - t0);
                 edge_to_last.push((t0 + round_max).saturating_duration_since(e));
             }
-            ingest_answered.push(posted.first_byte - t0);
+            if let Some(at) = posted_at {
+                ingest_answered.push(at - t0);
+            }
         }
     }
     println!(
-        "held_latency: {rounds} rounds x {held} held blocking playlist requests (gzip), origin {addr}, {:.1} s",
+        "held_latency: {rounds} rounds x {held} held blocking playlist requests (gzip), origin {addr}, ingest by {}, \
+         {:.1} s",
+        if upload { "one chunked upload" } else { "POST /parts per fragment" },
         started.elapsed().as_secs_f64()
     );
     println!("answers before the fragment was written: {early}; wrong status or playlist: {wrong}");
