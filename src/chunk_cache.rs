@@ -13,8 +13,10 @@
 //! Taking a shared lock still writes the lock's reader count, and when every core reads the same newest parts
 //! (a live edge watched by many players) that count bounces between cores on every read. So a slot's lock is
 //! split per reading core, as a big-reader lock: the slot array is kept once per shard (one shard per core, up to
-//! [`MAX_SHARDS`]), each reading thread uses its own shard, and the writer writes the slot in every shard (a
-//! `Bytes` clone each, no copy of the payload).
+//! [`MAX_SHARDS`]) and each reading thread uses its own shard. The writer writes only the primary shard; a reader
+//! whose shard does not hold the part yet reads it from the primary and keeps a copy (a `Bytes` clone, never the
+//! payload) in its own, so each part crosses to each core once. Evicting a segment clears its slots in every
+//! shard, so memory stays bounded by the retained window.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -77,6 +79,9 @@ impl Segment {
         self.len() == 0
     }
 }
+
+/// The shard the writer publishes into.
+const PRIMARY: usize = 0;
 
 /// Most reader shards a ring keeps (each one a copy of the slot array, without the payloads).
 pub const MAX_SHARDS: usize = 16;
@@ -185,12 +190,8 @@ impl Ring {
         if position.part == 0 {
             self.start_row(position.msn);
         }
-        for shard in self.shards.iter() {
-            let mut s = write(&shard[i]);
-            s.generation = self.generation;
-            s.position = position;
-            s.bytes = bytes.clone();
-        }
+        // Only the primary shard: the others take a copy when one of their readers first asks (see `get`).
+        *write(&self.shards[PRIMARY][i]) = Slot { generation: self.generation, position, bytes };
         {
             let mut row = write(&self.rows[self.row_index(position.msn)]);
             row.parts = position.part + 1;
@@ -231,9 +232,27 @@ impl Ring {
 
     /// The part at `position`, if it is retained.
     pub fn get(&self, position: Position) -> Option<Bytes> {
-        let shard = &self.shards[reader_shard() % self.shards.len()];
-        let s = read(&shard[self.slot_index(position)?]);
-        (s.generation == self.generation && s.position == position).then(|| s.bytes.clone())
+        let i = self.slot_index(position)?;
+        let k = reader_shard() % self.shards.len();
+        let holds = |s: &Slot| s.generation == self.generation && s.position == position;
+        {
+            let s = read(&self.shards[k][i]);
+            if holds(&s) {
+                return Some(s.bytes.clone());
+            }
+        }
+        if k == PRIMARY {
+            return None;
+        }
+        let bytes = {
+            let s = read(&self.shards[PRIMARY][i]);
+            holds(&s).then(|| s.bytes.clone())?
+        };
+        // Keep a copy in this thread's shard so that its next reads of the part stay on this core's lines. Should
+        // the writer evict the part meanwhile, the copy is still exactly this position's bytes, and the next part
+        // in the slot replaces it when it is first read.
+        *write(&self.shards[k][i]) = Slot { generation: self.generation, position, bytes: bytes.clone() };
+        Some(bytes)
     }
 
     /// The complete segment `msn`, as its parts, if it is retained whole.
