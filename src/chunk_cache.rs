@@ -83,8 +83,9 @@ impl Segment {
 /// The shard the writer publishes into.
 const PRIMARY: usize = 0;
 
-/// Most reader shards a ring keeps (each one a copy of the slot array, without the payloads).
-pub const MAX_SHARDS: usize = 16;
+/// Most reader shards a ring keeps. Each is a slot array (about 300 KB per stream with the default options,
+/// without the payloads), so on many cores threads share shards rather than memory growing with the core count.
+pub const MAX_SHARDS: usize = 4;
 
 fn shard_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_SHARDS)
