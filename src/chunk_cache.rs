@@ -14,8 +14,9 @@
 //! (a live edge watched by many players) that count bounces between cores on every read. So a slot's lock is
 //! split per reading core, as a big-reader lock: the slot array is kept once per shard (one shard per core, up to
 //! [`MAX_SHARDS`]) and each reading thread uses its own shard. The writer writes only the primary shard; a reader
-//! whose shard does not hold the part yet reads it from the primary and keeps a copy (a `Bytes` clone, never the
-//! payload) in its own, so each part crosses to each core once. Evicting a segment clears its slots in every
+//! whose shard does not hold the part yet reads it from the primary and keeps a handle of its own on the same
+//! buffer in its shard (`Bytes::from_owner`: its own reference count, never a copy of the payload), so each part
+//! crosses to each core once and the clones handed to that core's readers count on that core's line. Evicting a segment clears its slots in every
 //! shard, so memory stays bounded by the retained window.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -249,11 +250,14 @@ impl Ring {
             let s = read(&self.shards[PRIMARY][i]);
             holds(&s).then(|| s.bytes.clone())?
         };
-        // Keep a copy in this thread's shard so that its next reads of the part stay on this core's lines. Should
-        // the writer evict the part meanwhile, the copy is still exactly this position's bytes, and the next part
-        // in the slot replaces it when it is first read.
-        *write(&self.shards[k][i]) = Slot { generation: self.generation, position, bytes: bytes.clone() };
-        Some(bytes)
+        // Keep a handle in this thread's shard so that its next reads of the part stay on this core's lines: a
+        // `Bytes` of its own over the same buffer (no copy of the payload), so that its readers count their clones
+        // in a reference count of this shard's, not in the one every core shares. Should the writer evict the part
+        // meanwhile, the handle still holds exactly this position's bytes, and the next part in the slot replaces
+        // it when it is first read.
+        let local = Bytes::from_owner(bytes);
+        *write(&self.shards[k][i]) = Slot { generation: self.generation, position, bytes: local.clone() };
+        Some(local)
     }
 
     /// The complete segment `msn`, as its parts, if it is retained whole.

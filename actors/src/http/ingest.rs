@@ -156,12 +156,7 @@ pub async fn post(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let path = path.into_inner();
-    match stream_path(&path) {
-        (stream, None) => upload(req, stream, payload, state).await,
-        (stream, Some("/parts")) => respond(parts(req, stream, payload, state).await),
-        _ => reject(ApiError::NotFound("POST goes to /ingest/{stream} or /ingest/{stream}/parts")),
-    }
+    dispatch(req, &path, payload, state, "/parts").await
 }
 
 /// `PUT /ingest/{stream}` (same as POST) and `PUT /ingest/{stream}/init.mp4`.
@@ -171,11 +166,24 @@ pub async fn put(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let path = path.into_inner();
-    match stream_path(&path) {
+    dispatch(req, &path, payload, state, "/init.mp4").await
+}
+
+/// An upload to `{stream}`, or the one sub-resource the method allows (`suffix`).
+async fn dispatch(
+    req: HttpRequest,
+    path: &str,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    suffix: &str,
+) -> HttpResponse {
+    match stream_path(path) {
         (stream, None) => upload(req, stream, payload, state).await,
-        (stream, Some("/init.mp4")) => respond(put_init(req, stream, payload, state).await),
-        _ => reject(ApiError::NotFound("PUT goes to /ingest/{stream} or /ingest/{stream}/init.mp4")),
+        (stream, Some(s)) if s == suffix && s == "/parts" => respond(parts(req, stream, payload, state).await),
+        (stream, Some(s)) if s == suffix => respond(put_init(req, stream, payload, state).await),
+        _ => reject(ApiError::NotFound(
+            "POST goes to /ingest/{stream} or /ingest/{stream}/parts, PUT to /ingest/{stream} or .../init.mp4",
+        )),
     }
 }
 
