@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Writes the fMP4 fixtures used by tests/fmp4.rs and benches/splitter.rs.
 #
-# The commands are those of /work/shared/FFMPEG.md in their "write a fixture file" form (everything after
+# The commands are those of ../shared/FFMPEG.md in their "write a fixture file" form (everything after
 # `-frag_duration 200000` replaced by `-t 5 out.mp4`), with a smaller picture and bitrate so the files stay small.
 # The file then holds exactly the bytes ffmpeg would POST to /ingest/<id>.
 #
