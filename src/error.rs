@@ -46,6 +46,9 @@ pub enum Error {
     /// A blocking request was not satisfied before its deadline.
     #[error("timed out waiting for {0}")]
     Timeout(Position),
+    /// No new streams: the server is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
     /// The position is outside the retained window, or beyond what is hinted.
     #[error("not found")]
     NotFound,

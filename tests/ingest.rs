@@ -337,3 +337,16 @@ async fn the_newest_upload_takes_the_stream_over_and_the_old_one_is_cut_off() {
     assert!(old_response.starts_with("HTTP/1.1 409"), "{old_response}");
     assert_eq!(server.engine.playlists().stream(&id("cam")).unwrap().edge().last_part, Some(taken));
 }
+
+#[actix_web::test]
+async fn after_shutdown_begins_ingest_is_refused_and_streams_stay_ended() {
+    let server = start_default().await;
+    let media = Media::h264();
+    server.publish("cam", &media, 7).await;
+    assert_eq!(server.engine.shutdown().await, 1);
+    let r = server.post("/ingest/cam", media.file.clone()).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert_eq!(server.post("/ingest/other", media.file.clone()).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(server.get("/live/cam/index.m3u8").await.text().contains("#EXT-X-ENDLIST"));
+    assert_eq!(server.get("/live/other/index.m3u8").await.status, StatusCode::NOT_FOUND);
+}

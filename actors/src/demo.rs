@@ -51,8 +51,12 @@ pub fn spawn(engine: Engine, name: &str) {
         Err(e) => return tracing::error!("demo stream: {e}"),
     };
     actix::spawn(async move {
-        if let Err(e) = run(&engine, &id, FIXTURE).await {
-            tracing::error!(stream = %id, "demo stream stopped: {e}");
+        match run(&engine, &id, FIXTURE).await {
+            Err(crate::http::ApiError::Data(playlists::Error::ShuttingDown)) => {
+                tracing::info!(stream = %id, "demo stream stopped for the shutdown");
+            }
+            Err(e) => tracing::error!(stream = %id, "demo stream stopped: {e}"),
+            Ok(()) => {}
         }
     });
 }

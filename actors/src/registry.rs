@@ -20,12 +20,14 @@ pub struct Registry {
     lifetimes: Lifetimes,
     metrics: Arc<Metrics>,
     actors: HashMap<StreamId, (u64, StreamHandle)>,
+    /// Set by [`EndAll`]: the server is shutting down, so no stream is created or revived.
+    stopping: bool,
 }
 
 impl Registry {
     /// A registry over `playlists`; its stream actors count what they ingest in `metrics`.
     pub fn new(playlists: Arc<Playlists>, hub: StatusHub, lifetimes: Lifetimes, metrics: Arc<Metrics>) -> Self {
-        Self { playlists, hub, lifetimes, metrics, actors: HashMap::new() }
+        Self { playlists, hub, lifetimes, metrics, actors: HashMap::new(), stopping: false }
     }
 
     fn spawn(&mut self, id: &StreamId, ctx: &mut Context<Self>) -> Result<StreamHandle, Error> {
@@ -62,6 +64,9 @@ impl Handler<Route> for Registry {
     type Result = Result<StreamHandle, Error>;
 
     fn handle(&mut self, msg: Route, ctx: &mut Self::Context) -> Self::Result {
+        if self.stopping {
+            return Err(Error::ShuttingDown);
+        }
         let current = self.playlists.stream(&msg.id).filter(|s| !s.edge().ended);
         if let (Some((generation, addr)), Some(stream)) = (self.actors.get(&msg.id), current) {
             if *generation == stream.generation() && addr.connected() {
@@ -122,7 +127,7 @@ impl Handler<EndStream> for Registry {
     }
 }
 
-/// Ends every stream (graceful shutdown); answers how many were live.
+/// Ends every stream and refuses new ones (graceful shutdown); answers how many were live.
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct EndAll;
@@ -131,6 +136,8 @@ impl Handler<EndAll> for Registry {
     type Result = usize;
 
     fn handle(&mut self, _msg: EndAll, _ctx: &mut Self::Context) -> usize {
+        // Ingest stops here: uploads in flight find their stream ended (409), new ones are refused (503).
+        self.stopping = true;
         let mut n = 0;
         for stream in self.playlists.streams().into_iter().filter(|s| !s.edge().ended) {
             stream.end();

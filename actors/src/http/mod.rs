@@ -78,7 +78,7 @@ impl ResponseError for ApiError {
             ApiError::Data(e) => match e {
                 E::InvalidStreamId(_) | E::BadRequest(_) | E::Malformed(_) => StatusCode::BAD_REQUEST,
                 E::UnknownStream | E::NotFound => StatusCode::NOT_FOUND,
-                E::TooManyStreams(_) | E::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+                E::TooManyStreams(_) | E::Timeout(_) | E::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
                 E::StreamEnded => StatusCode::CONFLICT,
                 E::NoInit => StatusCode::PRECONDITION_FAILED,
                 E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
