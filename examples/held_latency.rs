@@ -472,6 +472,27 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
             summary(&format!("Stream::publish, gzip {level}, {size} B"), took);
         }
     }
+    // The server's own view: from each publication to the held answers it released being ready to send
+    // (the `playlists_hold_release_seconds` histogram of /metrics; without the client's reading).
+    let metrics = control.request(&get("/metrics", false), &[]).await?;
+    let text = String::from_utf8_lossy(&metrics.body);
+    let buckets: Vec<(f64, u64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("playlists_hold_release_seconds_bucket{le=\""))
+        .filter_map(|l| {
+            let (le, n) = l.split_once("\"} ")?;
+            Some((le.parse().ok()?, n.trim().parse().ok()?))
+        })
+        .collect();
+    if let Some(&(_, total)) = buckets.last() {
+        let under = |q: f64| buckets.iter().find(|(_, n)| *n as f64 >= q * total as f64).map(|(le, _)| *le);
+        let show = |q: f64| under(q).map_or("?".to_owned(), |le| format!("<= {:.0} µs", le * 1e6));
+        println!(
+            "server: publication -> held answer ready   n={total}  p50 {}  p99 {}  (histogram buckets)",
+            show(0.5),
+            show(0.99)
+        );
+    }
     if early + wrong > 0 {
         return Err("some held requests were not answered as expected".into());
     }
