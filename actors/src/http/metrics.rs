@@ -70,7 +70,7 @@ impl Route {
             return Some(match file {
                 "index.m3u8" => Route::Playlist,
                 "master.m3u8" => Route::Master,
-                "init.mp4" => Route::Init,
+                f if f.starts_with("init") => Route::Init,
                 f if f.starts_with('p') => Route::Part,
                 _ => Route::Segment,
             });
@@ -239,6 +239,7 @@ mod tests {
         assert_eq!(Route::of("/live/g/a/p3.1.mp4"), Some(Route::Part));
         assert_eq!(Route::of("/live/a/s3.mp4"), Some(Route::Segment));
         assert_eq!(Route::of("/live/a/init.mp4"), Some(Route::Init));
+        assert_eq!(Route::of("/live/a/init2.mp4"), Some(Route::Init));
         assert_eq!(Route::of("/live/g/master.m3u8"), Some(Route::Master));
         assert_eq!(Route::of("/api/streams"), Some(Route::Api));
         assert_eq!(Route::of("/ingest/a"), Some(Route::Ingest));
