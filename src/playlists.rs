@@ -21,7 +21,7 @@ use crate::fmp4::{Fragment, Init};
 use crate::m3u8_cache::{self, M3u8Cache, Rendered};
 use crate::manifest::{ClosedSegment, M3u8Manifest, PartMeta, RenditionReport, Warning};
 use crate::options::Options;
-use crate::position::{Decision, Edge, PlaylistRequest, Position, Want};
+use crate::position::{Decision, Edge, PlaylistRequest, Position};
 use crate::stream_id::StreamId;
 
 /// Segments' worth of rendered playlist versions kept per stream: enough for every request that is still being
@@ -246,14 +246,6 @@ impl Stream {
     /// The init segment the stream's fragments are parsed with.
     pub fn current_init(&self) -> Option<Arc<Init>> {
         self.writer().init.clone()
-    }
-
-    /// Marks the next part as the start of a discontinuity (an encoder reconnected).
-    pub fn mark_discontinuity(&self) {
-        let mut w = self.writer();
-        if w.info.parts > 0 {
-            w.discontinuity = true;
-        }
     }
 
     /// Publishes one fragment as the next part: its duration and independence come from its boxes, a jump in
@@ -521,19 +513,14 @@ impl Stream {
         self.versions.init_version(version)
     }
 
-    /// Whether a request waiting for `want` could ever be met by this stream (it has not been removed).
-    pub fn is_removed(&self) -> bool {
-        self.edge().removed
-    }
-
     /// How long a blocking request is held: 3 × target duration.
     pub fn blocking_timeout(&self) -> Duration {
         self.options.blocking_timeout()
     }
 
-    /// Whether `want` is met now.
-    pub fn is_met(&self, want: Want) -> bool {
-        want.is_met(&self.edge())
+    /// `EXT-X-TARGETDURATION`.
+    pub fn target_duration(&self) -> Duration {
+        self.options.target_duration_as_duration()
     }
 }
 

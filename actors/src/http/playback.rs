@@ -100,7 +100,7 @@ async fn media_resource(
             init.hash(&mut h);
             let etag = format!("\"{}-i{:x}\"", stream.generation(), h.finish());
             // A stream re-created under the same id starts its init URIs over: cache them briefly only.
-            let cache = cache_control(stream.blocking_timeout().as_secs() / 3);
+            let cache = cache_control(stream.target_duration().as_secs());
             Ok(media(req, etag, cache, vec![init]))
         }
         Resource::Part(position) => {
@@ -145,7 +145,7 @@ async fn playlist(req: &HttpRequest, stream: &Arc<Stream>, state: &AppState) -> 
     // Checklist item 47: once ended, `_HLS_skip` is ignored.
     let delta = request.skip != Skip::No && !rendered.ended;
     let gzip = accepts_gzip(req);
-    let td = stream.blocking_timeout().as_secs() / 3;
+    let td = stream.target_duration().as_secs();
     // DESIGN.md section 3: a blocking answer names the part it waited for in its URL, so it may be cached for
     // 6 x TD; a plain reload for half a target duration.
     let max_age = if request.is_blocking() { 6 * td } else { (td / 2).max(1) };
