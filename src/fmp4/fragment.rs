@@ -65,11 +65,7 @@ impl Fragment {
     /// The run whose timeline defines the part: video, else audio, else the first (see FFMPEG.md: summing the
     /// longest track would overcount, since AAC fragments alternate around the video duration).
     pub fn main_run(&self) -> Option<&TrackRun> {
-        self.tracks
-            .iter()
-            .find(|r| r.kind == TrackKind::Video)
-            .or_else(|| self.tracks.iter().find(|r| r.kind == TrackKind::Audio))
-            .or_else(|| self.tracks.first())
+        super::init::main_of(&self.tracks, |r| r.kind)
     }
 
     /// Duration of the main track's run.

@@ -118,17 +118,19 @@ impl Init {
 
     /// The track whose timeline defines part durations: video, else audio, else the first.
     pub fn main_track(&self) -> Option<&Track> {
-        self.tracks
-            .iter()
-            .find(|t| t.kind == TrackKind::Video)
-            .or_else(|| self.tracks.iter().find(|t| t.kind == TrackKind::Audio))
-            .or_else(|| self.tracks.first())
+        main_of(&self.tracks, |t| t.kind)
     }
 
     /// The track with this id.
     pub fn track(&self, id: u32) -> Option<&Track> {
         self.tracks.iter().find(|t| t.id == id)
     }
+}
+
+/// Of tracks (or their runs), the one whose timeline defines part durations: video, else audio, else the first.
+pub(crate) fn main_of<T>(items: &[T], kind: impl Fn(&T) -> TrackKind) -> Option<&T> {
+    let find = |k: TrackKind| items.iter().find(|t| kind(t) == k);
+    find(TrackKind::Video).or_else(|| find(TrackKind::Audio)).or_else(|| items.first())
 }
 
 fn parse_trak(trak: &[u8]) -> Result<Track, Error> {
