@@ -162,6 +162,8 @@ struct Writer {
     /// Where the main track's timeline should continue: (decode time, timescale).
     next_decode: Option<(u64, u32)>,
     discontinuity: bool,
+    /// Bytes of the open segment's parts, for its bit rate when it closes.
+    open_bytes: u64,
     info: StreamInfo,
     full: Vec<u8>,
     delta: Vec<u8>,
@@ -301,9 +303,9 @@ impl Stream {
         // The manifest only hands out positions that follow the last one, inside a segment's capacity.
         self.parts.publish(pushed.position, bytes)?;
         if let Some(closed) = &pushed.closed {
-            w.info.segments += 1;
-            self.note_segment(w, closed);
+            note_segment(w, closed);
         }
+        w.open_bytes += size as u64;
         w.info.parts += 1;
         w.info.bytes += size as u64;
         w.info.last_part_at = Some(now);
@@ -318,16 +320,6 @@ impl Stream {
             discontinuity,
             warnings: pushed.warnings,
         })
-    }
-
-    fn note_segment(&self, w: &mut Writer, closed: &ClosedSegment) {
-        let secs = closed.duration.as_secs_f64();
-        if secs > 0.0 {
-            if let Some(seg) = self.parts.segment(closed.msn) {
-                let bps = (seg.len() as f64 * 8.0 / secs) as u64;
-                w.info.peak_bandwidth = w.info.peak_bandwidth.max(bps);
-            }
-        }
     }
 
     /// Renders the playlist in its four forms, stores it, then wakes the waiters.
@@ -376,8 +368,7 @@ impl Stream {
         let closed = w.manifest.end();
         self.parts.complete_last();
         if let Some(c) = &closed {
-            w.info.segments += 1;
-            self.note_segment(&mut w, c);
+            note_segment(&mut w, c);
         }
         let position = w.manifest.edge().last_part.unwrap_or_default();
         self.render(&mut w, position);
@@ -524,6 +515,17 @@ impl Stream {
     }
 }
 
+/// Counts a segment that just closed, with the bytes its parts added up to, and starts the next one's count.
+fn note_segment(w: &mut Writer, closed: &ClosedSegment) {
+    w.info.segments += 1;
+    let secs = closed.duration.as_secs_f64();
+    if secs > 0.0 {
+        let bps = (w.open_bytes as f64 * 8.0 / secs) as u64;
+        w.info.peak_bandwidth = w.info.peak_bandwidth.max(bps);
+    }
+    w.open_bytes = 0;
+}
+
 fn ticks(d: Duration, timescale: u32) -> u64 {
     (d.as_nanos() * u128::from(timescale) / 1_000_000_000) as u64
 }
@@ -631,6 +633,7 @@ impl Playlists {
                 init_version: 0,
                 next_decode: None,
                 discontinuity: false,
+                open_bytes: 0,
                 info: StreamInfo { target_duration: self.options.target_duration, ..StreamInfo::default() },
                 full: Vec::with_capacity(8 << 10),
                 delta: Vec::with_capacity(8 << 10),
