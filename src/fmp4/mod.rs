@@ -52,6 +52,9 @@ enum Building {
 
 /// Box types a fragmented MP4 stream may start with. Anything else first means the body is not fMP4 at all
 /// (a plain MP4 starts with `ftyp` too, and is rejected later for its `moov` lacking `mvex`).
+/// The least a splitter's buffer is sized for, whatever the last item's size.
+const MIN_BUFFER: usize = 4096;
+
 const FIRST_BOXES: [&[u8; 4]; 8] = [b"ftyp", b"styp", b"moof", b"free", b"skip", b"sidx", b"prft", b"emsg"];
 
 /// Splits a byte stream of fragmented MP4 into init segments and fragments, incrementally.
@@ -197,7 +200,16 @@ impl Splitter {
     fn take(&mut self, end: usize) -> bytes::Bytes {
         self.scanned = 0;
         self.building = Building::Prefix;
-        self.buf.split_to(end).freeze()
+        let item = self.buf.split_to(end).freeze();
+        // The item keeps its allocation for as long as the part is retained. What follows it moves to a buffer of
+        // its own, sized for an item like this one: growing the shared remainder would make `BytesMut` allocate
+        // at least the original capacity again (64 KiB), which every retained part would then pin, and which
+        // costs page faults on the publish path while the heap grows.
+        let room = item.len().saturating_add(item.len() / 4).clamp(MIN_BUFFER, self.max_box.max(MIN_BUFFER));
+        let mut next = BytesMut::with_capacity(room.max(self.buf.len()));
+        next.extend_from_slice(&self.buf);
+        self.buf = next;
+        item
     }
 }
 
