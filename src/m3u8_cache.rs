@@ -6,14 +6,12 @@
 //! `Bytes`: nothing is rendered or compressed per request. The newest version is found with one atomic load.
 //! The ring also holds the stream's init segment.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use flate2::write::GzEncoder;
-use flate2::Compression;
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
 use crate::position::Position;
 use crate::stream_id::StreamId;
@@ -39,12 +37,12 @@ pub struct Rendered {
 }
 
 impl Rendered {
-    /// Builds a version from rendered text, compressing each distinct form once at `gzip_level` (1–9).
-    pub fn new(position: Position, ended: bool, full: Bytes, delta: Option<Bytes>, gzip_level: u32) -> Self {
-        let full_gzip = gzip(&full, gzip_level);
+    /// Builds a version from rendered text, compressing each distinct form once with `gzip`.
+    pub fn new(position: Position, ended: bool, full: Bytes, delta: Option<Bytes>, gzip: &mut Gzip) -> Self {
+        let full_gzip = gzip.compress(&full);
         let (delta, delta_gzip) = match delta {
             Some(d) if d != full => {
-                let z = gzip(&d, gzip_level);
+                let z = gzip.compress(&d);
                 (d, z)
             }
             _ => (full.clone(), full_gzip.clone()),
@@ -63,12 +61,60 @@ impl Rendered {
     }
 }
 
-/// Compresses `data` into a gzip member.
+/// A gzip compressor kept by a stream's writer for all its renders. Its deflate state (a few hundred KiB of
+/// window and hash tables) is allocated once and reset for each body, instead of being allocated, zeroed and
+/// freed twice per published part: that is on the path from a part's arrival to its held requests' answers.
+pub struct Gzip {
+    level: Compression,
+    deflate: Compress,
+}
+
+/// A gzip member header (RFC 1952): deflate, no flags, no modification time, no extra flags, unknown OS.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+impl Gzip {
+    /// A compressor at `level`, 1 (fastest) to 9 (smallest).
+    pub fn new(level: u32) -> Self {
+        let level = Compression::new(level.clamp(1, 9));
+        Self { level, deflate: Compress::new(level, false) }
+    }
+
+    /// `data` as one gzip member.
+    pub fn compress(&mut self, data: &[u8]) -> Bytes {
+        self.deflate.reset();
+        let mut out = Vec::with_capacity(GZIP_HEADER.len() + data.len() / 2 + 64);
+        out.extend_from_slice(&GZIP_HEADER);
+        let start = self.deflate.total_in();
+        loop {
+            let read = usize::try_from(self.deflate.total_in() - start).unwrap_or(data.len()).min(data.len());
+            if out.capacity() - out.len() < 64 {
+                out.reserve(out.capacity());
+            }
+            match self.deflate.compress_vec(&data[read..], &mut out, FlushCompress::Finish) {
+                Ok(Status::StreamEnd) => break,
+                Ok(Status::Ok | Status::BufError) => {}
+                // Deflating into memory has no failure of its own. Should the kept state ever be broken, it is
+                // replaced, and this body compressed the one-off way.
+                Err(_) => {
+                    self.deflate = Compress::new(self.level, false);
+                    let mut once = flate2::write::GzEncoder::new(Vec::new(), self.level);
+                    let _ = std::io::Write::write_all(&mut once, data);
+                    return Bytes::from(once.finish().unwrap_or_default());
+                }
+            }
+        }
+        let mut crc = Crc::new();
+        crc.update(data);
+        out.extend_from_slice(&crc.sum().to_le_bytes());
+        // ISIZE: the input's length modulo 2^32.
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        Bytes::from(out)
+    }
+}
+
+/// Compresses `data` into a gzip member at `level` (a one-off; a stream's renders reuse one [`Gzip`]).
 pub fn gzip(data: &[u8], level: u32) -> Bytes {
-    let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 3 + 64), Compression::new(level.clamp(1, 9)));
-    // Writing into a Vec cannot fail.
-    let _ = enc.write_all(data);
-    Bytes::from(enc.finish().unwrap_or_default())
+    Gzip::new(level).compress(data)
 }
 
 fn pack(p: Position) -> u64 {
@@ -193,7 +239,13 @@ mod tests {
     use std::io::Read;
 
     fn version(msn: u64, part: u32, text: &str) -> Arc<Rendered> {
-        Arc::new(Rendered::new(Position::new(msn, part), false, Bytes::from(text.to_owned()), None, 4))
+        Arc::new(Rendered::new(Position::new(msn, part), false, Bytes::from(text.to_owned()), None, &mut Gzip::new(4)))
+    }
+
+    fn gunzip(z: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(z).read_to_end(&mut out).expect("gunzip");
+        out
     }
 
     #[test]
@@ -201,9 +253,35 @@ mod tests {
         let text = "#EXTM3U\n".repeat(50);
         let z = gzip(text.as_bytes(), 4);
         assert!(z.len() < text.len());
-        let mut out = String::new();
-        flate2::read::GzDecoder::new(&z[..]).read_to_string(&mut out).expect("gunzip");
-        assert_eq!(out, text);
+        assert_eq!(gunzip(&z), text.as_bytes());
+    }
+
+    #[test]
+    fn a_kept_compressor_starts_afresh_for_each_body() {
+        // Bodies of every size around the output's growth steps, text and incompressible bytes, one after
+        // another through the same state, at the fastest and the smallest level.
+        let mut noise = 0x2545_f491_4f6c_dd1d_u64;
+        let random: Vec<u8> = (0..20_000)
+            .map(|_| {
+                noise ^= noise << 13;
+                noise ^= noise >> 7;
+                noise ^= noise << 17;
+                noise as u8
+            })
+            .collect();
+        for level in [1, 9] {
+            let mut z = Gzip::new(level);
+            for len in [0, 1, 63, 64, 65, 1000, 4096, 20_000] {
+                let text = "#EXT-X-PART:DURATION=0.2,URI=\"p1.2.mp4\"\n".repeat(len / 40 + 1);
+                for body in [&text.as_bytes()[..len.min(text.len())], &random[..len]] {
+                    let packed = z.compress(body);
+                    assert_eq!(packed[..3], [0x1f, 0x8b, 8], "a gzip member");
+                    assert_eq!(gunzip(&packed), body, "level {level}, {len} bytes");
+                    // The trailer's length and CRC are what decoders check; a one-off compressor agrees.
+                    assert_eq!(gunzip(&gzip(body, level)), body);
+                }
+            }
+        }
     }
 
     #[test]
@@ -224,9 +302,10 @@ mod tests {
 
     #[test]
     fn delta_equal_to_full_is_shared() {
-        let r = Rendered::new(Position::new(3, 1), false, Bytes::from("x"), Some(Bytes::from("x")), 4);
+        let z = &mut Gzip::new(4);
+        let r = Rendered::new(Position::new(3, 1), false, Bytes::from("x"), Some(Bytes::from("x")), z);
         assert_eq!(r.delta.as_ptr(), r.full.as_ptr());
-        let r = Rendered::new(Position::new(3, 1), false, Bytes::from("full"), Some(Bytes::from("d")), 4);
+        let r = Rendered::new(Position::new(3, 1), false, Bytes::from("full"), Some(Bytes::from("d")), z);
         assert_eq!(r.body(true, false), &Bytes::from("d"));
         assert_ne!(r.body(true, true), r.body(false, true));
     }

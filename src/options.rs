@@ -27,7 +27,9 @@ pub struct Options {
     pub max_init_bytes: usize,
     /// Most parts one segment may hold; a segment is closed before it would hold more.
     pub max_parts_per_segment: usize,
-    /// Level for the precompressed playlists (1 = fastest … 9 = smallest).
+    /// Level for the precompressed playlists (1 = fastest … 9 = smallest). Default 1, as nginx's
+    /// `gzip_comp_level`: each part's playlists are compressed before its held requests are answered, and level 1
+    /// takes less than half the time of level 4 for a playlist about a fifth larger (BENCHMARKS.md).
     pub gzip_level: u32,
 }
 
@@ -42,7 +44,7 @@ impl Default for Options {
             max_part_bytes: 16 << 20,
             max_init_bytes: 1 << 20,
             max_parts_per_segment: 64,
-            gzip_level: 4,
+            gzip_level: 1,
         }
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::chunk_cache::{self, ChunkCache, Segment};
 use crate::error::Error;
 use crate::fmp4::{Fragment, Init};
-use crate::m3u8_cache::{self, M3u8Cache, Rendered};
+use crate::m3u8_cache::{self, Gzip, M3u8Cache, Rendered};
 use crate::manifest::{ClosedSegment, M3u8Manifest, PartMeta, RenditionReport, Warning};
 use crate::options::Options;
 use crate::position::{Decision, Edge, PlaylistRequest, Position};
@@ -167,6 +167,8 @@ struct Writer {
     info: StreamInfo,
     full: Vec<u8>,
     delta: Vec<u8>,
+    /// The compressor of every render of this stream.
+    gzip: Gzip,
 }
 
 /// One live stream: its rings, its watch and its writer state.
@@ -329,14 +331,13 @@ impl Stream {
         w.info.part_target = edge.part_target;
         if w.manifest.can_render() {
             let reports = self.reports();
-            let Writer { manifest, full, delta, .. } = w;
+            let Writer { manifest, full, delta, gzip, .. } = w;
             full.clear();
             delta.clear();
             manifest.render(false, &reports, full);
             manifest.render(true, &reports, delta);
             let delta = (delta != full).then(|| Bytes::copy_from_slice(delta));
-            let rendered =
-                Rendered::new(position, edge.ended, Bytes::copy_from_slice(full), delta, self.options.gzip_level);
+            let rendered = Rendered::new(position, edge.ended, Bytes::copy_from_slice(full), delta, gzip);
             self.versions.publish(Arc::new(rendered));
         }
         // Stored before the watch wakes the waiters, so that each of them sees this publication or a newer one.
@@ -637,6 +638,7 @@ impl Playlists {
                 info: StreamInfo { target_duration: self.options.target_duration, ..StreamInfo::default() },
                 full: Vec::with_capacity(8 << 10),
                 delta: Vec::with_capacity(8 << 10),
+                gzip: Gzip::new(self.options.gzip_level),
             }),
             group,
             publisher: AtomicU64::new(0),
