@@ -8,37 +8,48 @@
 //! Each round: HELD kept-alive connections each send `GET /live/held/index.m3u8?_HLS_msn=M&_HLS_part=N`
 //! (`Accept-Encoding: gzip`, as browsers send) for the part the playlist's `EXT-X-PRELOAD-HINT` names; once every
 //! request is written the tool waits a settle time so the server holds them all, then writes one fragment to
-//! `POST /ingest/held/parts` on another kept-alive connection. `t0` is taken right after the last byte of that
-//! body is written. For every held request it records the arrival of the response's first byte and of its last
-//! byte, minus `t0`. Every answer is checked: status 200, not before `t0`, and its (gunzipped) playlist lists
-//! the part just published.
+//! ingest on another kept-alive connection. Every answer is checked: status 200, not before the fragment was
+//! written, and its (gunzipped) playlist lists the part just published.
+//!
+//! Two clocks, both printed:
+//! - the kernel's (Linux): `t0` is the kernel's stamp of the fragment's last byte leaving the client's socket,
+//!   which on loopback is its arrival at the server's (`SO_TIMESTAMPING`, software transmit stamp), and each
+//!   answer's time is the kernel's stamp of its arrival at the client's socket (`SO_TIMESTAMPNS`). That is the
+//!   server's own latency, whenever this one client thread gets round to reading: "answer arrived", the
+//!   headline.
+//! - the client's: `Instant`s taken when the client's thread reads each response's first and last byte, from just
+//!   before the fragment's write. These add the client's own scheduling: the HELD responses are read one after
+//!   another by one thread that shares the machine's cores with the server.
+//!
+//! `HELD_READ=after` keeps the client off the CPU (asleep) for 5 ms once the fragment is written, as players on
+//! other machines would be, and reads the answers afterwards; the kernel stamps still say when each one came.
+//! By default (`live`) the client reads the answers as they come, competing with the server for the cores.
 //!
 //! With `HELD_SPLIT=1` (in-process origin only) it also reports where the time goes: when the stream's edge moved,
 //! as seen by a watch receiver on the client's thread; when the ingest `POST` was answered; the round trip of
 //! `GET /healthz`; `Engine::publish_fragment` (actor path, no HTTP); and `Stream::publish` alone (data plane, at
 //! gzip levels 4 and 1). The watcher adds one more wakeup per round, so the headline runs go without it.
-//! `HELD_SETTLE_MS` changes the settle time (default 20 ms).
+//! `HELD_SETTLE_MS` changes the settle time (default 20 ms); `HELD_WORKERS` the in-process origin's HTTP workers
+//! (default 2); `HELD_GZIP` its playlist gzip level (default: `Options`' default).
 //!
 //! `HELD_INGEST` chooses how the fragment arrives: `upload` (the default) sends it as the next chunk of ONE long
-//! chunked `POST /ingest/held`, as an encoder such as ffmpeg does (`t0` right after the chunk's last byte);
-//! `parts` sends each fragment as its own `POST /ingest/held/parts` request, which adds the request's own
-//! routing to the path.
+//! chunked `POST /ingest/held`, as an encoder such as ffmpeg does; `parts` sends each fragment as its own
+//! `POST /ingest/held/parts` request, which adds the request's own routing to the path.
 //!
 //! The client is raw HTTP/1.1 over tokio `TcpStream` on ONE thread (a current-thread runtime); the origin runs in
-//! the same process on its own threads. Client and server share the machine's cores, so the figures include the
-//! client's own scheduling: the HELD responses are read one after another by that one thread.
+//! the same process on its own threads.
 
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::{App, HttpServer};
 use bytes::Bytes;
 use playlists::fmp4::{self, Item, Splitter};
 use playlists_actors::{Engine, EngineConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -47,11 +58,14 @@ const STREAM: &str = "held";
 /// Time given to the server to read and park every held request once they are all written (milliseconds;
 /// `HELD_SETTLE_MS` overrides it).
 const SETTLE_MS: u64 = 20;
+/// With `HELD_READ=after`: how long the client stays off the CPU once the fragment is written.
+const DEFER: Duration = Duration::from_millis(5);
 
 /// One kept-alive HTTP/1.1 connection.
 struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
+    scratch: Box<[u8]>,
 }
 
 /// A response, read whole.
@@ -61,6 +75,109 @@ struct Response {
     body: Vec<u8>,
     first_byte: Instant,
     last_byte: Instant,
+    /// When the kernel received the response's first bytes (`SO_TIMESTAMPNS`; Linux only): the moment the
+    /// server's write of the answer reached this socket, however late this thread got round to reading it.
+    arrived: Option<SystemTime>,
+}
+
+/// Kernel receive timestamps of what a socket reads.
+#[cfg(target_os = "linux")]
+mod arrival {
+    use std::io::IoSliceMut;
+    use std::os::fd::AsRawFd as _;
+    use std::time::{Duration, SystemTime};
+
+    use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, TimestampingFlag};
+    use nix::sys::time::TimeSpec;
+    use tokio::io::Interest;
+    use tokio::net::TcpStream;
+
+    /// Asks the kernel to stamp each received packet with the (realtime) time of its arrival.
+    pub fn enable(stream: &TcpStream) -> std::io::Result<()> {
+        Ok(setsockopt(stream, sockopt::ReceiveTimestampns, &true)?)
+    }
+
+    fn system_time(t: TimeSpec) -> Option<SystemTime> {
+        let (secs, nanos) = (u64::try_from(t.tv_sec()).ok()?, u32::try_from(t.tv_nsec()).ok()?);
+        Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
+    }
+
+    /// Also asks the kernel to stamp when the last byte of each write leaves for the peer: on loopback, the moment
+    /// it reaches the peer's socket.
+    pub fn enable_sent(stream: &TcpStream) -> std::io::Result<()> {
+        let flags = TimestampingFlag::SOF_TIMESTAMPING_TX_SOFTWARE
+            | TimestampingFlag::SOF_TIMESTAMPING_SOFTWARE
+            | TimestampingFlag::SOF_TIMESTAMPING_OPT_TSONLY;
+        Ok(setsockopt(stream, sockopt::Timestamping, &flags)?)
+    }
+
+    /// The newest send stamp waiting on the socket's error queue (the queue is emptied).
+    pub fn last_sent(stream: &TcpStream) -> Option<SystemTime> {
+        let fd = stream.as_raw_fd();
+        let mut latest = None;
+        loop {
+            let mut buf = [0u8; 64];
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let mut space = [0u8; 256];
+            let flags = MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT;
+            let Ok(msg) = recvmsg::<()>(fd, &mut iov, Some(&mut space), flags) else { return latest };
+            for c in msg.cmsgs().into_iter().flatten() {
+                if let ControlMessageOwned::ScmTimestampsns(t) = c {
+                    latest = system_time(t.system).or(latest);
+                }
+            }
+        }
+    }
+
+    /// One `recvmsg` into `buf`: the bytes read and the arrival time of the last packet among them.
+    pub async fn read(stream: &TcpStream, buf: &mut [u8]) -> std::io::Result<(usize, Option<SystemTime>)> {
+        let fd = stream.as_raw_fd();
+        stream
+            .async_io(Interest::READABLE, || {
+                let mut iov = [IoSliceMut::new(buf)];
+                let mut space = nix::cmsg_space!(TimeSpec);
+                let msg = recvmsg::<()>(fd, &mut iov, Some(&mut space), MsgFlags::MSG_DONTWAIT)?;
+                let at = msg.cmsgs().ok().and_then(|mut all| {
+                    all.find_map(|c| match c {
+                        ControlMessageOwned::ScmTimestampns(t) => system_time(t),
+                        _ => None,
+                    })
+                });
+                Ok((msg.bytes, at))
+            })
+            .await
+    }
+}
+
+/// Elsewhere: plain reads, no kernel timestamps.
+#[cfg(not(target_os = "linux"))]
+mod arrival {
+    use std::time::SystemTime;
+
+    use tokio::net::TcpStream;
+
+    pub fn enable(_: &TcpStream) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    pub fn enable_sent(_: &TcpStream) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    pub fn last_sent(_: &TcpStream) -> Option<SystemTime> {
+        None
+    }
+
+    pub async fn read(stream: &TcpStream, buf: &mut [u8]) -> std::io::Result<(usize, Option<SystemTime>)> {
+        loop {
+            stream.readable().await?;
+            match stream.try_read(buf) {
+                Ok(n) => return Ok((n, None)),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -71,7 +188,8 @@ impl Conn {
     async fn open(addr: SocketAddr) -> Res<Self> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(Self { stream, buf: Vec::with_capacity(16 << 10) })
+        arrival::enable(&stream)?;
+        Ok(Self { stream, buf: Vec::with_capacity(16 << 10), scratch: vec![0; 64 << 10].into_boxed_slice() })
     }
 
     async fn send(&mut self, head: &str, body: &[u8]) -> Res<()> {
@@ -82,18 +200,28 @@ impl Conn {
         Ok(())
     }
 
+    /// Reads what the socket has (at least one byte) onto the end of `buf`; returns how many bytes and, on
+    /// Linux, when the kernel received them.
+    async fn read_some(&mut self) -> Res<(usize, Option<SystemTime>)> {
+        let (n, at) = arrival::read(&self.stream, &mut self.scratch).await?;
+        self.buf.extend_from_slice(&self.scratch[..n]);
+        Ok((n, at))
+    }
+
     /// Reads one response with a `Content-Length`.
     async fn read(&mut self) -> Res<Response> {
         let mut first_byte = (!self.buf.is_empty()).then(Instant::now);
+        let mut arrived = None;
         let head_end = loop {
             if let Some(i) = find(&self.buf, b"\r\n\r\n") {
                 break i + 4;
             }
-            // Appends to the buffer: no zeroed scratch space per read.
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
+            let (n, at) = self.read_some().await?;
+            if n == 0 {
                 return Err("connection closed".into());
             }
             first_byte.get_or_insert_with(Instant::now);
+            arrived = arrived.or(at);
         };
         let head = String::from_utf8_lossy(&self.buf[..head_end]).to_ascii_lowercase();
         let status = head.get(9..12).and_then(|s| s.parse().ok()).ok_or("bad status line")?;
@@ -104,8 +232,7 @@ impl Conn {
             .ok_or("no content-length")?;
         let gzip = head.lines().any(|l| l.starts_with("content-encoding:") && l.contains("gzip"));
         while self.buf.len() < head_end + length {
-            self.buf.reserve(head_end + length - self.buf.len());
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
+            if self.read_some().await?.0 == 0 {
                 return Err("connection closed".into());
             }
         }
@@ -113,7 +240,7 @@ impl Conn {
         let body = self.buf[head_end..head_end + length].to_vec();
         self.buf.drain(..head_end + length);
         let first_byte = first_byte.unwrap_or(last_byte);
-        Ok(Response { status, gzip, body, first_byte, last_byte })
+        Ok(Response { status, gzip, body, first_byte, last_byte, arrived })
     }
 
     async fn request(&mut self, head: &str, body: &[u8]) -> Res<Response> {
@@ -182,7 +309,11 @@ fn start_origin(workers: usize) -> Res<(SocketAddr, Engine)> {
         let served = system.block_on(async move {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
             let addr = listener.local_addr()?;
-            let engine = Engine::start(EngineConfig::default()).map_err(std::io::Error::other)?;
+            let mut config = EngineConfig::default();
+            if let Some(level) = std::env::var("HELD_GZIP").ok().and_then(|v| v.parse().ok()) {
+                config.options.gzip_level = level;
+            }
+            let engine = Engine::start(config).map_err(std::io::Error::other)?;
             let routes = engine.routes();
             let handle = engine.clone();
             let server = HttpServer::new(move || App::new().configure(routes.clone()))
@@ -297,6 +428,7 @@ fn watch_edge(engine: &Engine) -> Res<Arc<std::sync::Mutex<Vec<Instant>>>> {
 async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usize) -> Res<()> {
     let media = Media::load()?;
     let mut ingest = Conn::open(addr).await?;
+    arrival::enable_sent(&ingest.stream)?;
     let mut control = Conn::open(addr).await?;
     let r = ingest
         .request(&post(&format!("/ingest/{STREAM}/init.mp4"), media.init.len()).replace("POST", "PUT"), &media.init)
@@ -359,6 +491,8 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
     };
     let (mut to_edge, mut edge_to_last, mut ingest_answered) = (Vec::new(), Vec::new(), Vec::new());
     let (mut first, mut full, mut slowest) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut kernel, mut kernel_slowest) = (Vec::new(), Vec::new());
+    let defer = std::env::var("HELD_READ").is_ok_and(|v| v == "after");
     let (mut early, mut wrong) = (0usize, 0usize);
     let started = Instant::now();
     for _ in 0..rounds {
@@ -382,16 +516,28 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
         tokio::time::sleep(settle).await;
         let f = media.fragment(next)?;
         next += 1;
-        if upload {
+        let (head, body) = if upload {
             // Size line, fragment, and the chunk's CRLF in one write: its last byte is the fragment's.
             let mut chunk = format!("{:x}\r\n", f.len()).into_bytes();
             chunk.extend_from_slice(&f);
             chunk.extend_from_slice(b"\r\n");
-            ingest.send("", &chunk).await?;
+            (String::new(), Bytes::from(chunk))
         } else {
-            ingest.send(&post(&parts_path, f.len()), &f).await?;
-        }
+            (post(&parts_path, f.len()), f)
+        };
+        // Taken before the write, not after: the last byte reaches the server inside the write, and the server
+        // may answer before this thread runs again. So the figures include the write itself (conservative).
         let t0 = Instant::now();
+        let before_wall = SystemTime::now();
+        ingest.send(&head, &body).await?;
+        // The kernel's stamp of the last byte's departure, which on loopback is its arrival at the server.
+        let sent_stamp = arrival::last_sent(&ingest.stream);
+        let t0_wall = sent_stamp.unwrap_or(before_wall);
+        if defer {
+            // Off the CPU, as a player on another machine would be: the answers wait in the sockets, and their
+            // kernel timestamps say when they came.
+            std::thread::sleep(DEFER);
+        }
         let mut answers = Vec::with_capacity(held);
         for t in tasks {
             let (c, r) = t.await??;
@@ -408,9 +554,10 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
             }
             (last_published(&posted.body)?, Some(posted.first_byte))
         };
-        let mut round_max = Duration::ZERO;
+        let (mut round_max, mut round_arrived) = (Duration::ZERO, None::<Duration>);
         for r in &answers {
-            if r.first_byte < t0 {
+            let arrived = r.arrived.map(|a| a.duration_since(t0_wall));
+            if r.first_byte < t0 || matches!(arrived, Some(Err(_))) {
                 early += 1;
                 continue;
             }
@@ -421,8 +568,13 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
             first.push(r.first_byte - t0);
             full.push(r.last_byte - t0);
             round_max = round_max.max(r.last_byte - t0);
+            if let Some(Ok(a)) = arrived {
+                kernel.push(a);
+                round_arrived = round_arrived.max(Some(a));
+            }
         }
         slowest.push(round_max);
+        kernel_slowest.extend(round_arrived);
         if let Some(edges) = &edges {
             let mut seen = edges.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(e) = seen.drain(..).find(|e| *e >= t0) {
@@ -436,14 +588,19 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
     }
     println!(
         "held_latency: {rounds} rounds x {held} held blocking playlist requests (gzip), origin {addr}, ingest by {}, \
-         {:.1} s",
+         client reads {}, {:.1} s",
         if upload { "one chunked upload" } else { "POST /parts per fragment" },
+        if defer { "after a 5 ms pause" } else { "as answers come" },
         started.elapsed().as_secs_f64()
     );
     println!("answers before the fragment was written: {early}; wrong status or playlist: {wrong}");
-    summary("first byte after t0", first);
-    summary("whole response after t0", full);
-    summary("last of the round's answers", slowest);
+    summary("client read: first byte", first);
+    summary("client read: whole response", full);
+    summary("client read: last of round", slowest);
+    if !kernel.is_empty() {
+        summary("answer arrived (kernel)", kernel);
+        summary("kernel: last of round", kernel_slowest);
+    }
     if edges.is_some() {
         summary("edge moved (seen by a watcher)", to_edge);
         summary("edge moved -> last answer", edge_to_last);
@@ -506,7 +663,8 @@ fn main() -> Res<()> {
     let (addr, engine) = match args.next() {
         Some(a) => (a.parse()?, None),
         None => {
-            let (addr, engine) = start_origin(2)?;
+            let workers = std::env::var("HELD_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+            let (addr, engine) = start_origin(workers)?;
             (addr, Some(engine))
         }
     };
