@@ -1,5 +1,6 @@
 //! The work done once per published part, in steady state: rendering the playlist (full and delta forms),
-//! gzip-compressing both, and the whole publish path of a stream (manifest rollover, part ring, rendered-playlist
+//! gzip-compressing both (and, for comparison, one playlist at levels 1 and 4 with a kept or a fresh deflate
+//! state), and the whole publish path of a stream (manifest rollover, part ring, rendered-playlist
 //! cache, position watch).
 //!
 //! A playlist is rendered once per part, never per request, so this cost bounds how many streams one core can
@@ -68,6 +69,20 @@ fn bench(c: &mut Criterion) {
             black_box(r);
         })
     });
+
+    // The full playlist alone, by level and by whether the deflate state is kept (as a stream's writer keeps it)
+    // or made afresh for each body (as a `GzEncoder` per body would).
+    let full_bytes = Bytes::copy_from_slice(&full);
+    for level in [1, 4] {
+        let mut kept = Gzip::new(level);
+        println!("gzip level {level}: {} -> {} bytes", full_bytes.len(), kept.compress(&full_bytes).len());
+        c.bench_function(&format!("gzip full playlist, level {level}, kept state"), |b| {
+            b.iter(|| black_box(kept.compress(&full_bytes)))
+        });
+        c.bench_function(&format!("gzip full playlist, level {level}, fresh state"), |b| {
+            b.iter(|| black_box(playlists::m3u8_cache::gzip(&full_bytes, level)))
+        });
+    }
 
     let playlists = Playlists::new(options.clone()).expect("valid options");
     let stream = playlists.start(&StreamId::parse("bench").expect("id")).expect("stream");
