@@ -201,14 +201,17 @@ impl Splitter {
         self.scanned = 0;
         self.building = Building::Prefix;
         let item = self.buf.split_to(end).freeze();
-        // The item keeps its allocation for as long as the part is retained. What follows it moves to a buffer of
-        // its own, sized for an item like this one: growing the shared remainder would make `BytesMut` allocate
-        // at least the original capacity again (64 KiB), which every retained part would then pin, and which
-        // costs page faults on the publish path while the heap grows.
+        // The item keeps its allocation for as long as the part is retained. Less than an item's worth left after
+        // it (the usual case: the start of the next fragment, or nothing) moves to a buffer of its own, sized for
+        // an item like this one: growing the shared remainder would make `BytesMut` allocate at least its original
+        // capacity (64 KiB) for every next item, which each retained part would then pin. More than that stays in
+        // place: it holds whole items that are split off without copying.
         let room = item.len().saturating_add(item.len() / 4).clamp(MIN_BUFFER, self.max_box.max(MIN_BUFFER));
-        let mut next = BytesMut::with_capacity(room.max(self.buf.len()));
-        next.extend_from_slice(&self.buf);
-        self.buf = next;
+        if self.buf.len() < room {
+            let mut next = BytesMut::with_capacity(room);
+            next.extend_from_slice(&self.buf);
+            self.buf = next;
+        }
         item
     }
 }
