@@ -90,8 +90,11 @@ impl Gzip {
             if out.capacity() - out.len() < 64 {
                 out.reserve(out.capacity());
             }
+            let written = out.len();
             match self.deflate.compress_vec(&data[read..], &mut out, FlushCompress::Finish) {
                 Ok(Status::StreamEnd) => break,
+                // Out of room for what is pending: give it more.
+                Ok(Status::Ok | Status::BufError) if out.len() == written => out.reserve(out.capacity()),
                 Ok(Status::Ok | Status::BufError) => {}
                 // Deflating into memory has no failure of its own. Should the kept state ever be broken, it is
                 // replaced, and this body compressed the one-off way.

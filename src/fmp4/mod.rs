@@ -50,11 +50,11 @@ enum Building {
     Fragment,
 }
 
-/// Box types a fragmented MP4 stream may start with. Anything else first means the body is not fMP4 at all
-/// (a plain MP4 starts with `ftyp` too, and is rejected later for its `moov` lacking `mvex`).
 /// The least a splitter's buffer is sized for, whatever the last item's size.
 const MIN_BUFFER: usize = 4096;
 
+/// Box types a fragmented MP4 stream may start with. Anything else first means the body is not fMP4 at all
+/// (a plain MP4 starts with `ftyp` too, and is rejected later for its `moov` lacking `mvex`).
 const FIRST_BOXES: [&[u8; 4]; 8] = [b"ftyp", b"styp", b"moof", b"free", b"skip", b"sidx", b"prft", b"emsg"];
 
 /// Splits a byte stream of fragmented MP4 into init segments and fragments, incrementally.
