@@ -379,6 +379,14 @@ async fn metrics_are_prometheus_text_with_sensible_values() {
     assert_eq!(value(&s, "playlists_held_requests", &[]), Some(0.0));
     assert!(value(&s, "playlists_bytes_served_total", &[("route", "part")]).unwrap() > 0.0);
     assert_eq!(value(&s, "playlists_hold_release_seconds", &[]), Some(1.0), "one held request released");
+    assert_eq!(value(&s, "playlists_parts_ingested_total", &[("stream", "gone")]), Some(2.0), "ended, not removed");
+
+    // A removed stream's series go with it; the others stay.
+    server.engine.playlists().remove(&"gone".parse().unwrap()).expect("the ended stream was there");
+    let s = scrape(&server.get("/metrics").await.text());
+    assert_eq!(value(&s, "playlists_parts_ingested_total", &[("stream", "gone")]), None);
+    assert_eq!(value(&s, "playlists_bytes_ingested_total", &[("stream", "gone")]), None);
+    assert_eq!(value(&s, "playlists_parts_ingested_total", &[("stream", "m")]), Some((n + 1) as f64));
 
     // The API carries the read counters too.
     let api: Value = serde_json::from_slice(&server.get("/api/streams/m").await.body).unwrap();

@@ -92,8 +92,7 @@ impl Engine {
         let playlists = Arc::new(Playlists::new(config.options)?);
         let hub = StatusHub::with_capacity(config.event_buffer);
         let metrics = Arc::new(Metrics::new());
-        let registry =
-            Registry::new(Arc::clone(&playlists), hub.clone(), config.lifetimes, Arc::clone(&metrics)).start();
+        let registry = Registry::new(Arc::clone(&playlists), hub.clone(), config.lifetimes).start();
         let page = Page::new(&config.hls_js_url);
         let state = web::Data::new(AppState { playlists, registry, hub, auth: config.auth, metrics, page });
         spawn_sampler(Arc::downgrade(&state.clone().into_inner()));

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use actix::prelude::*;
 use playlists::{Error, Playlists, StreamId};
 
-use crate::http::metrics::Metrics;
 use crate::status::{Event, StatusHub};
 use crate::stream::{End, Lifetimes, StreamActor, StreamHandle};
 
@@ -18,16 +17,15 @@ pub struct Registry {
     playlists: Arc<Playlists>,
     hub: StatusHub,
     lifetimes: Lifetimes,
-    metrics: Arc<Metrics>,
     actors: HashMap<StreamId, (u64, StreamHandle)>,
     /// Set by [`EndAll`]: the server is shutting down, so no stream is created or revived.
     stopping: bool,
 }
 
 impl Registry {
-    /// A registry over `playlists`; its stream actors count what they ingest in `metrics`.
-    pub fn new(playlists: Arc<Playlists>, hub: StatusHub, lifetimes: Lifetimes, metrics: Arc<Metrics>) -> Self {
-        Self { playlists, hub, lifetimes, metrics, actors: HashMap::new(), stopping: false }
+    /// A registry over `playlists`.
+    pub fn new(playlists: Arc<Playlists>, hub: StatusHub, lifetimes: Lifetimes) -> Self {
+        Self { playlists, hub, lifetimes, actors: HashMap::new(), stopping: false }
     }
 
     fn spawn(&mut self, id: &StreamId, ctx: &mut Context<Self>) -> Result<StreamHandle, Error> {
@@ -40,8 +38,7 @@ impl Registry {
         }
         let (hub, registry, lifetimes) = (self.hub.clone(), ctx.address().downgrade(), self.lifetimes);
         let s = Arc::clone(&stream);
-        let ingested = self.metrics.ingest_counters(&id.to_string());
-        let addr = Supervisor::start(move |_| StreamActor::new(s, hub, registry, lifetimes).counting(ingested));
+        let addr = Supervisor::start(move |_| StreamActor::new(s, hub, registry, lifetimes));
         let handle = StreamHandle::new(addr);
         self.actors.insert(id.clone(), (stream.generation(), handle.clone()));
         Ok(handle)

@@ -145,21 +145,13 @@ pub struct StreamActor {
     lifetimes: Lifetimes,
     last_activity: Instant,
     ended_at: Option<Instant>,
-    /// Parts and bytes ingested, as Prometheus counters.
-    ingested: Option<(metrics::Counter, metrics::Counter)>,
 }
 
 impl StreamActor {
     /// An actor for `stream`.
     pub fn new(stream: Arc<Stream>, hub: StatusHub, registry: WeakAddr<Registry>, lifetimes: Lifetimes) -> Self {
         let ended_at = stream.edge().ended.then(Instant::now);
-        Self { stream, hub, registry, lifetimes, last_activity: Instant::now(), ended_at, ingested: None }
-    }
-
-    /// Counts every part and its bytes on these counters (`/metrics`).
-    pub fn counting(mut self, ingested: (metrics::Counter, metrics::Counter)) -> Self {
-        self.ingested = Some(ingested);
-        self
+        Self { stream, hub, registry, lifetimes, last_activity: Instant::now(), ended_at }
     }
 
     fn name(&self) -> String {
@@ -172,10 +164,6 @@ impl StreamActor {
             Item::Init(init) => self.stream.set_init(init).map(|()| None),
             Item::Fragment(fragment) => {
                 let published = self.stream.publish(fragment, SystemTime::now())?;
-                if let Some((parts, bytes)) = &self.ingested {
-                    parts.increment(1);
-                    bytes.increment(published.bytes as u64);
-                }
                 self.report(&published);
                 Ok(Some(published))
             }

@@ -7,20 +7,25 @@
 //! [`metrics::Recorder`] trait, and the `metrics` macros are not used.
 //!
 //! The read path never touches the recorder: requests are counted in plain atomics (a table indexed by route and
-//! status) and copied into the recorder when `/metrics` is scraped. Ingest counts are bumped on the recorder's own
-//! handles by the stream actors, which is the write path. The hold-release histogram is recorded when a held
-//! request is answered.
+//! status) and copied into the recorder when `/metrics` is scraped. Per-stream ingest counts are the data plane's
+//! own (`StreamInfo`), written out at the scrape for the streams that exist then, so a removed stream's series goes
+//! with it. The hold-release histogram is recorded when a held request is answered.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use metrics::{Counter, Histogram, Key, Label, Metadata, Recorder};
+use metrics::{Histogram, Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use playlists::Playlists;
 
 use super::AppState;
+
+/// Per-stream counters of what was ingested.
+const INGESTED_PARTS: &str = "playlists_parts_ingested_total";
+const INGESTED_BYTES: &str = "playlists_bytes_ingested_total";
 
 /// Histogram of the time from a part's publication to a held request being answered.
 const RELEASE: &str = "playlists_hold_release_seconds";
@@ -143,14 +148,6 @@ impl Metrics {
         self.release.record(secs);
     }
 
-    /// The counters of parts and bytes ingested into `stream`, for its actor.
-    pub fn ingest_counters(&self, stream: &str) -> (Counter, Counter) {
-        let labels = || vec![Label::new("stream", stream.to_owned())];
-        let parts = Key::from_parts("playlists_parts_ingested_total", labels());
-        let bytes = Key::from_parts("playlists_bytes_ingested_total", labels());
-        (self.recorder.register_counter(&parts, &METADATA), self.recorder.register_counter(&bytes, &METADATA))
-    }
-
     /// A WebSocket session opened (`true`) or closed.
     pub fn ws_session(&self, open: bool) {
         if open {
@@ -182,6 +179,10 @@ impl Metrics {
     /// The Prometheus text: the atomics copied into the recorder, then rendered.
     pub fn render(&self, playlists: &Playlists) -> String {
         let (mut live, mut ended, mut held) = (0u64, 0u64, 0u64);
+        // Per-stream series are written here from the streams there are now, not kept in the recorder, which
+        // would keep a series for every stream id ever seen.
+        let mut per_stream = String::new();
+        let (mut parts, mut bytes) = (String::new(), String::new());
         for stream in playlists.streams() {
             if stream.edge().ended {
                 ended += 1;
@@ -189,6 +190,16 @@ impl Metrics {
                 live += 1;
             }
             held += stream.read_stats().counts().held;
+            let info = stream.info();
+            // Stream ids are `[A-Za-z0-9_-]` and `/`: nothing to escape in a label value.
+            let _ = writeln!(parts, "{INGESTED_PARTS}{{stream=\"{}\"}} {}", stream.id(), info.parts);
+            let _ = writeln!(bytes, "{INGESTED_BYTES}{{stream=\"{}\"}} {}", stream.id(), info.bytes);
+        }
+        if !parts.is_empty() {
+            let _ = writeln!(per_stream, "# HELP {INGESTED_PARTS} Parts ingested, per stream, while it exists.");
+            let _ = write!(per_stream, "# TYPE {INGESTED_PARTS} counter\n{parts}");
+            let _ = writeln!(per_stream, "# HELP {INGESTED_BYTES} Bytes of the parts ingested, per stream.");
+            let _ = write!(per_stream, "# TYPE {INGESTED_BYTES} counter\n{bytes}");
         }
         self.gauge("playlists_streams", vec![Label::new("state", "live")], live as f64);
         self.gauge("playlists_streams", vec![Label::new("state", "ended")], ended as f64);
@@ -209,7 +220,9 @@ impl Metrics {
                 self.counter("playlists_bytes_served_total", vec![Label::new("route", route.label())], bytes);
             }
         }
-        self.handle.render()
+        let mut text = self.handle.render();
+        text.push_str(&per_stream);
+        text
     }
 }
 
