@@ -525,14 +525,15 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
         } else {
             (post(&parts_path, f.len()), f)
         };
-        // Taken before the write, not after: the last byte reaches the server inside the write, and the server
-        // may answer before this thread runs again. So the figures include the write itself (conservative).
+        // The client clock's t0 is taken before the write, not after: the last byte reaches the server inside the
+        // write, and the server may answer before this thread runs again. So the client-read figures include the
+        // write itself (conservative).
         let t0 = Instant::now();
         let before_wall = SystemTime::now();
         ingest.send(&head, &body).await?;
-        // The kernel's stamp of the last byte's departure, which on loopback is its arrival at the server.
-        let sent_stamp = arrival::last_sent(&ingest.stream);
-        let t0_wall = sent_stamp.unwrap_or(before_wall);
+        // The kernel clock's t0: its stamp of the last byte's departure, on loopback its arrival at the server
+        // (without stamps, the time before the write).
+        let t0_wall = arrival::last_sent(&ingest.stream).unwrap_or(before_wall);
         if defer {
             // Off the CPU, as a player on another machine would be: the answers wait in the sockets, and their
             // kernel timestamps say when they came.
