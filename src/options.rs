@@ -29,7 +29,7 @@ pub struct Options {
     pub max_parts_per_segment: usize,
     /// Level for the precompressed playlists (1 = fastest … 9 = smallest). Default 1, as nginx's
     /// `gzip_comp_level`: each part's playlists are compressed before its held requests are answered, and level 1
-    /// takes less than half the time of level 4 for a playlist about a fifth larger (BENCHMARKS.md).
+    /// takes about a third of the time of level 4 for a playlist about a fifth larger (BENCHMARKS.md).
     pub gzip_level: u32,
 }
 
