@@ -221,6 +221,9 @@ impl Metrics {
             }
         }
         let mut text = self.handle.render();
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
         text.push_str(&per_stream);
         text
     }
