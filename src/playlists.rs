@@ -165,8 +165,6 @@ struct Writer {
     /// Bytes of the open segment's parts, for its bit rate when it closes.
     open_bytes: u64,
     info: StreamInfo,
-    full: Vec<u8>,
-    delta: Vec<u8>,
     /// The compressor of every render of this stream.
     gzip: Gzip,
 }
@@ -331,13 +329,14 @@ impl Stream {
         w.info.part_target = edge.part_target;
         if w.manifest.can_render() {
             let reports = self.reports();
-            let Writer { manifest, full, delta, gzip, .. } = w;
-            full.clear();
-            delta.clear();
-            manifest.render(false, &reports, full);
-            manifest.render(true, &reports, delta);
-            let delta = (delta != full).then(|| Bytes::copy_from_slice(delta));
-            let rendered = Rendered::new(position, edge.ended, Bytes::copy_from_slice(full), delta, gzip);
+            // Rendered straight into the buffers the version keeps, sized like the previous version.
+            let room = self.versions.latest().map_or(8 << 10, |r| r.full.len() + 512);
+            let (mut full, mut delta) = (Vec::with_capacity(room), Vec::with_capacity(room));
+            w.manifest.render(false, &reports, &mut full);
+            w.manifest.render(true, &reports, &mut delta);
+            // `Rendered::new` shares the full form when the delta is the same text.
+            let rendered =
+                Rendered::new(position, edge.ended, Bytes::from(full), Some(Bytes::from(delta)), &mut w.gzip);
             self.versions.publish(Arc::new(rendered));
         }
         // Stored before the watch wakes the waiters, so that each of them sees this publication or a newer one.
@@ -636,8 +635,6 @@ impl Playlists {
                 discontinuity: false,
                 open_bytes: 0,
                 info: StreamInfo { target_duration: self.options.target_duration, ..StreamInfo::default() },
-                full: Vec::with_capacity(8 << 10),
-                delta: Vec::with_capacity(8 << 10),
                 gzip: Gzip::new(self.options.gzip_level),
             }),
             group,
