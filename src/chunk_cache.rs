@@ -452,13 +452,16 @@ mod tests {
     fn concurrent_readers_never_see_foreign_bytes() {
         let ring = Arc::new(Ring::new(9, 3, 4));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // The readers are running before the writer starts, and read once more after it is done.
+        let start = Arc::new(std::sync::Barrier::new(3));
         let readers: Vec<_> = (0..2)
             .map(|_| {
-                let ring = Arc::clone(&ring);
-                let stop = Arc::clone(&stop);
+                let (ring, stop, start) = (Arc::clone(&ring), Arc::clone(&stop), Arc::clone(&start));
                 std::thread::spawn(move || {
                     let mut seen = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
+                    start.wait();
+                    loop {
+                        let stopping = stop.load(Ordering::Acquire);
                         if let Some(last) = ring.last() {
                             for back in 0..4u64 {
                                 let q = Position::new(last.msn.saturating_sub(back), 1);
@@ -468,18 +471,22 @@ mod tests {
                                 }
                             }
                         }
+                        if stopping {
+                            break;
+                        }
                     }
                     seen
                 })
             })
             .collect();
+        start.wait();
         for msn in 0..20_000u64 {
             for part in 0..3 {
                 let p = Position::new(msn, part);
                 ring.publish(p, bytes_for(p)).expect("publish");
             }
         }
-        stop.store(true, Ordering::Relaxed);
+        stop.store(true, Ordering::Release);
         let seen: u64 = readers.into_iter().map(|r| r.join().expect("reader")).sum();
         assert!(seen > 0);
     }

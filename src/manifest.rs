@@ -1246,34 +1246,6 @@ s8.mp4
         assert_eq!(m.part_target(), Some(Duration::from_millis(300)));
     }
 
-    /// A rough cost of what the stream owner does per published part: render full + delta for a 24 s window of
-    /// 1 s segments with 5 parts each. Run with
-    /// `cargo test --release -p playlists manifest::tests::render_timing -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn render_timing() {
-        let mut f = Feed::new(&Options::default(), 200, 5);
-        f.push_n(5 * 200 + 3);
-        let reports = [RenditionReport { uri: "../v360/index.m3u8".into(), last: Position::new(200, 3) }];
-        let (mut full, mut delta) = (Vec::with_capacity(8192), Vec::with_capacity(8192));
-        let rounds = 100_000;
-        let start = std::time::Instant::now();
-        for _ in 0..rounds {
-            full.clear();
-            delta.clear();
-            f.m.render(false, &reports, &mut full);
-            f.m.render(true, &reports, &mut delta);
-            std::hint::black_box((&full, &delta));
-        }
-        let each = start.elapsed() / rounds;
-        eprintln!(
-            "render full ({} B, {} segments) + delta ({} B): {each:?} per part",
-            full.len(),
-            f.m.segments.len(),
-            delta.len()
-        );
-    }
-
     // The state lives in deques sized up front: once the window has filled, pushing and rendering do not grow them.
     #[test]
     fn steady_state_does_not_reallocate() {
