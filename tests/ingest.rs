@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use awc::http::StatusCode;
-use common::{lines, settle, start, start_default, Media};
+use common::{last_part, lines, settle, start, start_default, Media};
 use playlists::{Options, StreamId};
 use playlists_actors::http::IngestAuth;
 use playlists_actors::stream::Fault;
@@ -162,7 +162,7 @@ async fn a_body_that_breaks_off_drops_only_the_fragment_in_flight() {
     })
     .join()
     .unwrap();
-    settle().await;
+    server.wait_until("the 7 whole fragments", |e| last_part(e, "cam") >= Some(playlists::Position::new(1, 1))).await;
     let stream = server.engine.playlists().stream(&id("cam")).unwrap();
     assert_eq!(stream.edge().last_part, Some(playlists::Position::new(1, 1)));
     // The encoder reconnects and goes on from where it was.
@@ -316,7 +316,7 @@ async fn the_newest_upload_takes_the_stream_over_and_the_old_one_is_cut_off() {
         first.extend_from_slice(f);
     }
     chunk(&mut old, &first);
-    settle().await;
+    server.wait_until("the 3 fragments", |e| last_part(e, "cam") >= Some(playlists::Position::new(0, 2))).await;
     assert_eq!(
         server.engine.playlists().stream(&id("cam")).unwrap().edge().last_part,
         Some(playlists::Position::new(0, 2))

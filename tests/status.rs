@@ -11,7 +11,7 @@ use std::time::Duration;
 use actix_web::{App, HttpServer};
 use awc::http::StatusCode;
 use awc::ws;
-use common::{lines, settle, start, start_default, Media, Server};
+use common::{lines, start, start_default, Media, Server};
 use futures_util::{SinkExt as _, StreamExt as _};
 use playlists_actors::http::IngestAuth;
 use playlists_actors::{Engine, EngineConfig};
@@ -361,7 +361,11 @@ async fn metrics_are_prometheus_text_with_sensible_values() {
     let hint = lines(&text, "#EXT-X-PRELOAD-HINT")[0].split('"').nth(1).unwrap().to_owned();
     let held = server.client.get(server.url(&format!("/live/m/{hint}"))).send();
     let held = actix_rt::spawn(async move { held.await.unwrap().status() });
-    settle().await;
+    server
+        .wait_until("the part request to be held", |e| {
+            e.playlists().stream(&"m".parse().unwrap()).is_some_and(|s| s.read_stats().counts().held == 1)
+        })
+        .await;
     server.publish_range("m", &media, n..n + 1).await;
     assert_eq!(held.await.unwrap(), StatusCode::OK);
 

@@ -56,6 +56,15 @@ pub async fn start_default() -> Server {
 }
 
 impl Server {
+    /// Waits until `done` holds of the engine, a state the server reaches on its own threads; panics after 10 s.
+    pub async fn wait_until(&self, what: &str, done: impl Fn(&Engine) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done(&self.engine) {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -156,6 +165,11 @@ pub fn parse_media(text: &str) -> m3u8_rs::MediaPlaylist {
         Ok(p) => p,
         Err(e) => panic!("not a media playlist ({e:?}):\n{text}"),
     }
+}
+
+/// The newest part `stream` has published, if any.
+pub fn last_part(engine: &Engine, stream: &str) -> Option<playlists::Position> {
+    engine.playlists().stream(&StreamId::parse(stream).ok()?).and_then(|s| s.edge().last_part)
 }
 
 /// The lines of `text` starting with `tag`.
