@@ -34,6 +34,12 @@ const browser = await chromium.launch({
 let failed = false;
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 500 } });
+  // Loopback only: whatever else the page asks for (the preview player's hls.js from its CDN) is refused here,
+  // before it leaves the machine.
+  await page.route(
+    (u) => !["127.0.0.1", "[::1]", "localhost"].includes(u.hostname),
+    (route) => route.abort("blockedbyclient"),
+  );
   page.on("console", (m) => console.log("page:", m.type(), m.text()));
   page.on("pageerror", (e) => {
     console.error("page error:", e.message);
