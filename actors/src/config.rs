@@ -137,16 +137,18 @@ impl Config {
         options.validate()?;
         let tokens: Vec<String> =
             self.ingest_tokens.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
+        // What the file and the command line leave unset is the engine's default.
+        let engine = EngineConfig::default();
         Ok(ServeConfig {
             engine: EngineConfig {
                 options,
                 auth: IngestAuth { tokens },
                 lifetimes: Lifetimes {
-                    idle: Duration::from_secs(self.idle_secs.unwrap_or(10).max(1)),
-                    grace: Duration::from_secs(self.grace_secs.unwrap_or(30)),
+                    idle: self.idle_secs.map_or(engine.lifetimes.idle, |s| Duration::from_secs(s.max(1))),
+                    grace: self.grace_secs.map_or(engine.lifetimes.grace, Duration::from_secs),
                 },
-                hls_js_url: self.hls_js_url.clone().unwrap_or_else(|| crate::http::page::DEFAULT_HLS_JS_URL.to_owned()),
-                ..EngineConfig::default()
+                hls_js_url: self.hls_js_url.clone().unwrap_or(engine.hls_js_url.clone()),
+                ..engine
             },
             demo: !self.no_demo,
             shutdown_timeout: Duration::from_secs(self.shutdown_secs.unwrap_or(5)),
