@@ -41,6 +41,17 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The item to hand to the stream's actor, counting the inits.
+    fn take(&mut self, item: SplitItem) -> Item {
+        match item {
+            SplitItem::Init(init) => {
+                self.inits += 1;
+                Item::Init(init)
+            }
+            SplitItem::Fragment(f) => Item::Fragment(f),
+        }
+    }
+
     fn add(&mut self, p: &Published) {
         self.parts += 1;
         self.bytes += p.bytes as u64;
@@ -240,13 +251,7 @@ async fn parts(
     let mut addr = route(&state, &id).await?;
     let mut summary = Summary { stream: id.to_string(), ..Summary::default() };
     while let Some(item) = splitter.next_item()? {
-        let item = match item {
-            SplitItem::Init(init) => {
-                summary.inits += 1;
-                Item::Init(init)
-            }
-            SplitItem::Fragment(f) => Item::Fragment(f),
-        };
+        let item = summary.take(item);
         match deliver(&state, &id, &mut addr, item).await {
             Ok(Some(p)) => summary.add(&p),
             Ok(None) => {}
@@ -291,11 +296,7 @@ async fn upload(req: HttpRequest, stream: &str, mut payload: web::Payload, state
         splitter.push(&chunk);
         loop {
             let item = match splitter.next_item() {
-                Ok(Some(SplitItem::Init(init))) => {
-                    summary.inits += 1;
-                    Item::Init(init)
-                }
-                Ok(Some(SplitItem::Fragment(f))) => Item::Fragment(f),
+                Ok(Some(item)) => summary.take(item),
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(stream = %id, error = %e, "ingest rejected");
