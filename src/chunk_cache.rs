@@ -31,15 +31,15 @@ use crate::position::Position;
 use crate::stream_id::StreamId;
 
 /// `last` value meaning "nothing published yet".
-const NONE: u64 = u64::MAX;
+pub(crate) const NONE: u64 = u64::MAX;
 /// Bits of a packed position that hold the part index (`max_parts_per_segment` is at most 4096).
 const PART_BITS: u32 = 16;
 
-fn pack(p: Position) -> u64 {
+pub(crate) fn pack(p: Position) -> u64 {
     (p.msn << PART_BITS) | u64::from(p.part)
 }
 
-fn unpack(v: u64) -> Option<Position> {
+pub(crate) fn unpack(v: u64) -> Option<Position> {
     (v != NONE).then(|| Position::new(v >> PART_BITS, (v & ((1 << PART_BITS) - 1)) as u32))
 }
 

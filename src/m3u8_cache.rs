@@ -13,11 +13,9 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
+use crate::chunk_cache::{pack, unpack, NONE};
 use crate::position::Position;
 use crate::stream_id::StreamId;
-
-/// `latest` value meaning "nothing rendered yet".
-const NONE: u64 = u64::MAX;
 
 /// One playlist version in the four forms it is served in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,10 +118,6 @@ pub fn gzip(data: &[u8], level: u32) -> Bytes {
     Gzip::new(level).compress(data)
 }
 
-fn pack(p: Position) -> u64 {
-    (p.msn << 16) | u64::from(p.part)
-}
-
 /// The rendered playlists and init segment of one stream.
 pub struct Versions {
     row_len: usize,
@@ -175,11 +169,7 @@ impl Versions {
 
     /// The newest version.
     pub fn latest(&self) -> Option<Arc<Rendered>> {
-        let v = self.latest.load(Ordering::Acquire);
-        if v == NONE {
-            return None;
-        }
-        self.get(Position::new(v >> 16, (v & 0xffff) as u32))
+        self.get(unpack(self.latest.load(Ordering::Acquire))?)
     }
 
     /// Stores the init segment of `version` (replacing one of the same version), forgetting the oldest beyond
