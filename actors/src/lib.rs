@@ -94,7 +94,8 @@ impl Engine {
         let metrics = Arc::new(Metrics::new());
         let registry = Registry::new(Arc::clone(&playlists), hub.clone(), config.lifetimes).start();
         let page = Page::new(&config.hls_js_url);
-        let state = web::Data::new(AppState { playlists, registry, hub, auth: config.auth, metrics, page });
+        let cache = http::playback::CacheHeaders::new(u64::from(playlists.options().target_duration));
+        let state = web::Data::new(AppState { playlists, registry, hub, auth: config.auth, metrics, page, cache });
         spawn_sampler(Arc::downgrade(&state.clone().into_inner()));
         Ok(Self { state })
     }

@@ -41,6 +41,8 @@ pub struct AppState {
     pub auth: IngestAuth,
     /// Counters and the Prometheus recorder.
     pub metrics: Arc<Metrics>,
+    /// `Cache-Control` values for the engine's target duration.
+    pub cache: playback::CacheHeaders,
     /// The status page, rendered once with its settings.
     pub page: page::Page,
 }

@@ -99,9 +99,7 @@ async fn media_resource(
             let mut h = std::collections::hash_map::DefaultHasher::new();
             init.hash(&mut h);
             let etag = format!("\"{}-i{:x}\"", stream.generation(), h.finish());
-            // A stream re-created under the same id starts its init URIs over: cache them briefly only.
-            let cache = cache_control(stream.target_duration().as_secs());
-            Ok(media(req, etag, cache, vec![init]))
+            Ok(media(req, etag, state.cache.init.clone(), vec![init]))
         }
         Resource::Part(position) => {
             let answer = stream.part_answer(position, stream.blocking_timeout()).await?;
@@ -145,13 +143,10 @@ async fn playlist(req: &HttpRequest, stream: &Arc<Stream>, state: &AppState) -> 
     // Checklist item 47: once ended, `_HLS_skip` is ignored.
     let delta = request.skip != Skip::No && !rendered.ended;
     let gzip = accepts_gzip(req);
-    let td = stream.target_duration().as_secs();
-    // DESIGN.md section 3: a blocking answer names the part it waited for in its URL, so it may be cached for
-    // 6 x TD; a plain reload for half a target duration.
-    let max_age = if request.is_blocking() { 6 * td } else { (td / 2).max(1) };
+    let cache = if request.is_blocking() { &state.cache.blocking } else { &state.cache.plain };
     let mut resp = HttpResponse::Ok();
     resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PLAYLIST_TYPE)))
-        .insert_header((header::CACHE_CONTROL, cache_control(max_age)))
+        .insert_header((header::CACHE_CONTROL, cache.clone()))
         .insert_header((header::VARY, HeaderValue::from_static("Accept-Encoding")));
     if gzip {
         resp.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
@@ -161,14 +156,24 @@ async fn playlist(req: &HttpRequest, stream: &Arc<Stream>, state: &AppState) -> 
     Ok((resp.body(body), len))
 }
 
-/// `public, max-age={secs}`: the values of the default target durations without formatting (this is on the path
-/// of every playlist request).
-fn cache_control(secs: u64) -> HeaderValue {
-    match secs {
-        1 => HeaderValue::from_static("public, max-age=1"),
-        2 => HeaderValue::from_static("public, max-age=2"),
-        12 => HeaderValue::from_static("public, max-age=12"),
-        _ => HeaderValue::from_str(&format!("public, max-age={secs}")).unwrap_or(HeaderValue::from_static("no-store")),
+/// The `Cache-Control` values that follow from the target duration, which every stream of an engine shares: made
+/// once, not formatted on the path of every playlist request.
+pub struct CacheHeaders {
+    /// A blocking answer names the part it waited for in its URL: 6 × target duration (DESIGN.md section 3).
+    blocking: HeaderValue,
+    /// A plain reload: half a target duration.
+    plain: HeaderValue,
+    /// An init segment: one target duration (a stream re-created under the same id starts its init URIs over).
+    init: HeaderValue,
+}
+
+impl CacheHeaders {
+    /// The values for a target duration of `td` seconds.
+    pub fn new(td: u64) -> Self {
+        let max_age = |secs: u64| {
+            HeaderValue::from_str(&format!("public, max-age={secs}")).unwrap_or(HeaderValue::from_static("no-store"))
+        };
+        Self { blocking: max_age(6 * td), plain: max_age((td / 2).max(1)), init: max_age(td) }
     }
 }
 
