@@ -129,6 +129,17 @@ async fn media_resource(
 /// A playlist, with the body length for the stream's counters.
 async fn playlist(req: &HttpRequest, stream: &Arc<Stream>, state: &AppState) -> Result<(HttpResponse, u64), ApiError> {
     let request = PlaylistRequest::parse(req.query_string())?;
+    // What the answer needs from the request is read before the request is held, so that once woken it only
+    // picks its body: a part's held requests are answered one after another, and each one's work delays the rest.
+    let gzip = accepts_gzip(req);
+    let cache = if request.is_blocking() { &state.cache.blocking } else { &state.cache.plain };
+    let mut resp = HttpResponse::Ok();
+    resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PLAYLIST_TYPE)))
+        .insert_header((header::CACHE_CONTROL, cache.clone()))
+        .insert_header((header::VARY, HeaderValue::from_static("Accept-Encoding")));
+    if gzip {
+        resp.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
+    }
     let answer = match stream.playlist_answer(&request, stream.blocking_timeout()).await {
         Ok(a) => a,
         Err(Error::Timeout(_)) => {
@@ -142,15 +153,6 @@ async fn playlist(req: &HttpRequest, stream: &Arc<Stream>, state: &AppState) -> 
     let rendered = answer.value;
     // Checklist item 47: once ended, `_HLS_skip` is ignored.
     let delta = request.skip != Skip::No && !rendered.ended;
-    let gzip = accepts_gzip(req);
-    let cache = if request.is_blocking() { &state.cache.blocking } else { &state.cache.plain };
-    let mut resp = HttpResponse::Ok();
-    resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PLAYLIST_TYPE)))
-        .insert_header((header::CACHE_CONTROL, cache.clone()))
-        .insert_header((header::VARY, HeaderValue::from_static("Accept-Encoding")));
-    if gzip {
-        resp.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
-    }
     let body = rendered.body(delta, gzip).clone();
     let len = body.len() as u64;
     Ok((resp.body(body), len))
