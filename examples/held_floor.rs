@@ -1,0 +1,218 @@
+//! Run with: `cargo run --release --example held_floor -- [ROUNDS] [HELD]` (default `200 100`; `FLOOR_PIN=1` pins
+//! the two server threads one per CPU).
+//!
+//! The floor under `held_latency`: the same fan-out with everything but the sockets and the wakeups taken away.
+//! Two server threads, each a tokio current-thread runtime as an actix-web worker is, share HELD kept-alive
+//! connections; each connection's task reads a request, waits on one `tokio::sync::watch` for the round it asked
+//! for, and writes a prepared answer of the size of a held playlist answer (headers and gzipped playlist). One more
+//! connection, on the first thread, carries length-prefixed fragments of the fixture's size; when a fragment's
+//! last byte is read the watch is sent the round. No HTTP parsing, no splitting, no publishing, no rendering.
+//!
+//! Timed like `held_latency`: from the kernel's transmit stamp of the fragment's last byte to the kernel's receive
+//! stamp of each answer at the client's socket (Linux), the client asleep while the answers arrive.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+#[path = "support/arrival.rs"]
+mod arrival;
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Bytes of one answer: a held playlist answer's headers and gzipped body.
+const ANSWER: usize = 788;
+/// Bytes of one fragment: the fixture's.
+const FRAGMENT: usize = 10_564;
+/// Time given to the server to read every held request before the fragment is written.
+const SETTLE: Duration = Duration::from_millis(20);
+/// How long the client stays off the CPU once the fragment is written.
+const DEFER: Duration = Duration::from_millis(5);
+
+/// A held connection: reads `GET /{round}\r\n\r\n`, waits for the round, answers, again.
+async fn held(mut stream: TcpStream, mut rx: watch::Receiver<u64>) -> Res<()> {
+    let answer = vec![b'x'; ANSWER];
+    let mut buf = Vec::with_capacity(64);
+    let mut chunk = [0u8; 64];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        let line = String::from_utf8_lossy(&buf[..end]).into_owned();
+        buf.drain(..end + 4);
+        let round: u64 = line.trim_start_matches("GET /").parse()?;
+        rx.wait_for(|r| *r >= round).await?;
+        stream.write_all(&answer).await?;
+    }
+}
+
+/// The ingest connection: length-prefixed fragments; each one read whole moves the watch to the next round.
+async fn ingest(mut stream: TcpStream, tx: watch::Sender<u64>) -> Res<()> {
+    let mut round = 0;
+    let mut fragment = vec![0u8; FRAGMENT];
+    loop {
+        let mut len = [0u8; 4];
+        if stream.read_exact(&mut len).await.is_err() {
+            return Ok(());
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        fragment.resize(len, 0);
+        stream.read_exact(&mut fragment).await?;
+        round += 1;
+        tx.send_replace(round);
+    }
+}
+
+/// Starts the two server threads; connections are handed to them round-robin, the ingest one to the first.
+fn start_server(listener: TcpListener, held_count: usize, pin: bool) -> Res<()> {
+    let (tx, rx) = watch::channel(0u64);
+    let tx = Arc::new(tx);
+    let mut inboxes = Vec::new();
+    for worker in 0..2 {
+        let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, bool)>();
+        inboxes.push(conn_tx);
+        let (rx, tx) = (rx.clone(), Arc::clone(&tx));
+        std::thread::spawn(move || {
+            if pin {
+                pin_to(worker);
+            }
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                while let Some((std_stream, is_ingest)) = conn_rx.recv().await {
+                    let Ok(stream) = TcpStream::from_std(std_stream) else { continue };
+                    if is_ingest {
+                        let tx = watch::Sender::clone(&tx);
+                        tokio::spawn(async move { ingest(stream, tx).await.ok() });
+                    } else {
+                        let rx = rx.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = held(stream, rx).await {
+                                eprintln!("held connection: {e}");
+                            }
+                        });
+                    }
+                }
+                // Every connection is handed over: keep serving them.
+                std::future::pending::<()>().await;
+            });
+        });
+    }
+    std::thread::spawn(move || {
+        for i in 0..=held_count {
+            let Ok((stream, _)) = listener.accept() else { return };
+            let ready = stream.set_nonblocking(true).and_then(|()| stream.set_nodelay(true));
+            if ready.is_err() {
+                return;
+            }
+            // The first connection is the ingest one.
+            let target = if i == 0 { 0 } else { i % 2 };
+            if inboxes[target].send((stream, i == 0)).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Pins the calling thread to CPU `cpu`.
+#[cfg(target_os = "linux")]
+fn pin_to(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    let pinned = set.set(cpu).and_then(|()| nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set));
+    if let Err(e) = pinned {
+        eprintln!("pinning a server thread to CPU {cpu}: {e}");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin_to(_: usize) {
+    eprintln!("FLOOR_PIN: pinning is implemented on Linux only");
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied().unwrap_or_default()
+}
+
+fn summary(name: &str, mut v: Vec<Duration>) {
+    v.sort_unstable();
+    let us = |d: Duration| format!("{:.0} µs", d.as_secs_f64() * 1e6);
+    println!(
+        "{name:<28} n={:<6} p50 {:>8}  p90 {:>8}  p99 {:>8}  max {:>8}",
+        v.len(),
+        us(percentile(&v, 50.0)),
+        us(percentile(&v, 90.0)),
+        us(percentile(&v, 99.0)),
+        us(v.last().copied().unwrap_or_default())
+    );
+}
+
+async fn run(addr: SocketAddr, rounds: u64, held_count: usize) -> Res<()> {
+    let ingest = TcpStream::connect(addr).await?;
+    ingest.set_nodelay(true)?;
+    arrival::enable_sent(&ingest)?;
+    let mut ingest = ingest;
+    let mut conns = Vec::with_capacity(held_count);
+    for _ in 0..held_count {
+        let c = TcpStream::connect(addr).await?;
+        c.set_nodelay(true)?;
+        arrival::enable(&c)?;
+        conns.push(c);
+    }
+    let mut fragment = (FRAGMENT as u32).to_be_bytes().to_vec();
+    fragment.resize(4 + FRAGMENT, b'f');
+    let (mut all, mut last) = (Vec::new(), Vec::new());
+    let mut scratch = vec![0u8; 64 << 10];
+    for round in 1..=rounds {
+        let request = format!("GET /{round}\r\n\r\n");
+        for c in &mut conns {
+            c.write_all(request.as_bytes()).await?;
+        }
+        tokio::time::sleep(SETTLE).await;
+        let before = SystemTime::now();
+        ingest.write_all(&fragment).await?;
+        let t0 = arrival::last_sent(&ingest).unwrap_or(before);
+        std::thread::sleep(DEFER);
+        let mut round_last = Duration::ZERO;
+        for c in &mut conns {
+            let mut got = 0;
+            let mut arrived = None;
+            while got < ANSWER {
+                let (n, at) = arrival::read(c, &mut scratch[..ANSWER - got]).await?;
+                if n == 0 {
+                    return Err("the server closed a held connection".into());
+                }
+                got += n;
+                arrived = arrived.or(at);
+            }
+            if let Some(Ok(d)) = arrived.map(|a| a.duration_since(t0)) {
+                all.push(d);
+                round_last = round_last.max(d);
+            }
+        }
+        last.push(round_last);
+    }
+    println!("held_floor: {rounds} rounds x {held_count} held connections, {ANSWER} B answers, {FRAGMENT} B fragments");
+    summary("answer arrived (kernel)", all);
+    summary("kernel: last of round", last);
+    Ok(())
+}
+
+fn main() -> Res<()> {
+    let mut args = std::env::args().skip(1);
+    let rounds: u64 = args.next().map_or(Ok(200), |a| a.parse())?;
+    let held_count: usize = args.next().map_or(Ok(100), |a| a.parse())?;
+    let pin = std::env::var("FLOOR_PIN").is_ok_and(|v| v == "1");
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    start_server(listener, held_count.max(1), pin)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(run(addr, rounds.max(1), held_count.max(1)))
+}
