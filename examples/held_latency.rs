@@ -30,7 +30,8 @@
 //! `GET /healthz`; `Engine::publish_fragment` (actor path, no HTTP); and `Stream::publish` alone (data plane, at
 //! gzip levels 4 and 1). The watcher adds one more wakeup per round, so the headline runs go without it.
 //! `HELD_SETTLE_MS` changes the settle time (default 20 ms); `HELD_WORKERS` the in-process origin's HTTP workers
-//! (default 2); `HELD_GZIP` its playlist gzip level (default: `Options`' default).
+//! (default 2); `HELD_GZIP` its playlist gzip level (default: `Options`' default); `HELD_PIN=1` pins its workers
+//! one per CPU and starts the stream's actor on the ingest's worker, as `playlists --pin-workers` does.
 //!
 //! `HELD_INGEST` chooses how the fragment arrives: `upload` (the default) sends it as the next chunk of ONE long
 //! chunked `POST /ingest/held`, as an encoder such as ffmpeg does; `parts` sends each fragment as its own
@@ -48,6 +49,7 @@ use std::time::{Duration, Instant, SystemTime};
 use actix_web::{App, HttpServer};
 use bytes::Bytes;
 use playlists::fmp4::{self, Item, Splitter};
+use playlists_actors::pinning::Pinning;
 use playlists_actors::{Engine, EngineConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -205,7 +207,7 @@ impl Media {
 }
 
 /// Starts the origin in this process, on its own thread and actix system.
-fn start_origin(workers: usize) -> Res<(SocketAddr, Engine)> {
+fn start_origin(workers: usize, pin: bool) -> Res<(SocketAddr, Engine)> {
     let (tx, rx) = std::sync::mpsc::channel::<Res<(SocketAddr, Engine)>>();
     std::thread::spawn(move || {
         let system = actix_web::rt::System::new();
@@ -216,14 +218,24 @@ fn start_origin(workers: usize) -> Res<(SocketAddr, Engine)> {
             if let Some(level) = std::env::var("HELD_GZIP").ok().and_then(|v| v.parse().ok()) {
                 config.options.gzip_level = level;
             }
+            // As `playlists --pin-workers` does.
+            config.actors_on_ingest_workers = pin;
+            let pinning = pin.then(Pinning::new).transpose()?;
             let engine = Engine::start(config).map_err(std::io::Error::other)?;
             let routes = engine.routes();
             let handle = engine.clone();
-            let server = HttpServer::new(move || App::new().configure(routes.clone()))
-                .workers(workers)
-                .disable_signals()
-                .listen(listener)?
-                .run();
+            let server = HttpServer::new(move || {
+                if let Some(p) = &pinning {
+                    if let Err(e) = p.pin_current_thread() {
+                        eprintln!("origin: a worker not pinned: {e}");
+                    }
+                }
+                App::new().configure(routes.clone())
+            })
+            .workers(workers)
+            .disable_signals()
+            .listen(listener)?
+            .run();
             let _ = tx.send(Ok((addr, handle)));
             server.await
         });
@@ -568,7 +580,8 @@ fn main() -> Res<()> {
         Some(a) => (a.parse()?, None),
         None => {
             let workers = std::env::var("HELD_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
-            let (addr, engine) = start_origin(workers)?;
+            let pin = std::env::var("HELD_PIN").is_ok_and(|v| v == "1");
+            let (addr, engine) = start_origin(workers, pin)?;
             (addr, Some(engine))
         }
     };

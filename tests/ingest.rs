@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use awc::http::StatusCode;
-use common::{last_part, lines, settle, start, start_default, Media};
+use common::{last_part, lines, settle, start, start_default, Media, Server};
 use playlists::{Options, StreamId};
 use playlists_actors::http::IngestAuth;
 use playlists_actors::stream::Fault;
@@ -177,7 +177,17 @@ async fn a_body_that_breaks_off_drops_only_the_fragment_in_flight() {
 
 #[actix_web::test]
 async fn a_fault_in_one_stream_leaves_the_others_alone_and_loses_nothing() {
-    let server = start_default().await;
+    fault_isolation(start_default().await).await;
+}
+
+#[actix_web::test]
+async fn with_actors_on_the_ingest_workers_a_fault_still_leaves_the_others_alone() {
+    // The actors run on the HTTP worker that carried their stream's first ingest; the test server has one, so both
+    // streams' actors share it with every request.
+    fault_isolation(start(EngineConfig { actors_on_ingest_workers: true, ..EngineConfig::default() }).await).await;
+}
+
+async fn fault_isolation(server: Server) {
     let media = Media::h264();
     server.publish("a", &media, 8).await;
     server.publish("b", &media, 8).await;
@@ -199,6 +209,16 @@ async fn a_fault_in_one_stream_leaves_the_others_alone_and_loses_nothing() {
 
 #[actix_web::test]
 async fn shutdown_ends_every_stream_and_answers_held_requests() {
+    shutdown_test(1, false).await;
+}
+
+#[actix_web::test]
+async fn with_pinned_workers_ingest_publishes_and_shutdown_answers_held_requests() {
+    // `--pin-workers`: the workers are pinned one per CPU and the stream's actor runs on its ingest's worker.
+    shutdown_test(2, true).await;
+}
+
+async fn shutdown_test(workers: usize, pin_workers: bool) {
     let media = Media::h264();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -206,7 +226,8 @@ async fn shutdown_ends_every_stream_and_answers_held_requests() {
         engine: EngineConfig::default(),
         demo: false,
         shutdown_timeout: Duration::from_secs(2),
-        workers: 1,
+        workers,
+        pin_workers,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = actix_rt::spawn(playlists_actors::serve(config, listener, async move {

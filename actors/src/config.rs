@@ -82,6 +82,10 @@ pub struct Config {
     /// HTTP worker threads [default: one per core].
     #[arg(long, env = "PLAYLISTS_WORKERS")]
     pub workers: Option<usize>,
+    /// Pin the HTTP workers one per CPU (Linux), and run each stream's actor on the worker of the ingest that
+    /// started it: steadier latency for held requests on a host the server has to itself.
+    #[arg(long, env = "PLAYLISTS_PIN_WORKERS")]
+    pub pin_workers: bool,
     /// Where the status page (`GET /`) loads hls.js from, for its previews [default:
     /// https://cdn.jsdelivr.net/npm/hls.js@1].
     #[arg(long, env = "PLAYLISTS_HLS_JS_URL")]
@@ -114,6 +118,7 @@ impl Config {
             grace_secs: self.grace_secs.or(base.grace_secs),
             shutdown_secs: self.shutdown_secs.or(base.shutdown_secs),
             workers: self.workers.or(base.workers),
+            pin_workers: self.pin_workers || base.pin_workers,
             hls_js_url: self.hls_js_url.or(base.hls_js_url),
         }
     }
@@ -153,6 +158,7 @@ impl Config {
             demo: !self.no_demo,
             shutdown_timeout: Duration::from_secs(self.shutdown_secs.unwrap_or(5)),
             workers: self.workers.unwrap_or(0),
+            pin_workers: self.pin_workers,
         })
     }
 }
@@ -163,7 +169,9 @@ mod tests {
 
     #[test]
     fn flags_override_the_file_and_defaults_fill_the_rest() {
-        let file: Config = toml::from_str("bind = \"0.0.0.0:9000\"\ntarget_duration = 4\nidle_secs = 20\n").unwrap();
+        let file: Config =
+            toml::from_str("bind = \"0.0.0.0:9000\"\ntarget_duration = 4\nidle_secs = 20\npin_workers = true\n")
+                .unwrap();
         let cli = Config::parse_from(["playlists", "--target-duration", "3", "--no-demo"]);
         let c = cli.over(file);
         assert_eq!(c.bind(), "0.0.0.0:9000".parse().unwrap());
@@ -172,6 +180,9 @@ mod tests {
         assert_eq!(s.engine.options.target_duration, 3);
         assert_eq!(s.engine.lifetimes.idle, Duration::from_secs(20));
         assert!(!s.demo);
+        assert!(s.pin_workers, "set in the file, not unset by the command line");
+        assert!(!Config::default().serve_config().unwrap().pin_workers);
+        assert!(Config::parse_from(["playlists", "--pin-workers"]).serve_config().unwrap().pin_workers);
         assert_eq!(Config::default().bind(), "127.0.0.1:8080".parse().unwrap());
     }
 

@@ -10,6 +10,7 @@
 //!   error-to-status mapping.
 //! - [`config`]: the one `Config` (CLI, environment, TOML file).
 //! - [`demo`]: the built-in demo stream, a committed fixture looped at real-time pace.
+//! - [`pinning`]: one CPU per HTTP worker (`--pin-workers`).
 //!
 //! # Embedding
 //!
@@ -27,6 +28,7 @@
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod pinning;
 pub mod registry;
 pub mod status;
 pub mod stream;
@@ -62,6 +64,11 @@ pub struct EngineConfig {
     pub hls_js_url: String,
     /// Stream events buffered for WebSocket sessions before a slow one is sent a snapshot instead.
     pub event_buffer: usize,
+    /// Start a stream's actor on the HTTP worker thread of the ingest request that creates it, instead of the
+    /// engine's own thread: a part is then split, published and its local held requests woken without a hop
+    /// between threads. Pays off with workers pinned one per CPU ([`ServeConfig::pin_workers`] sets it); unpinned,
+    /// the kernel may crowd the other worker onto the publishing one's CPU (BENCHMARKS.md, held requests).
+    pub actors_on_ingest_workers: bool,
 }
 
 impl Default for EngineConfig {
@@ -72,6 +79,7 @@ impl Default for EngineConfig {
             lifetimes: Lifetimes { idle: Duration::from_secs(10), grace: Duration::from_secs(30) },
             hls_js_url: DEFAULT_HLS_JS_URL.to_owned(),
             event_buffer: status::CAPACITY,
+            actors_on_ingest_workers: false,
         }
     }
 }
@@ -95,7 +103,16 @@ impl Engine {
         let registry = Registry::new(Arc::clone(&playlists), hub.clone(), config.lifetimes).start();
         let page = Page::new(&config.hls_js_url);
         let cache = http::playback::CacheHeaders::new(u64::from(playlists.options().target_duration));
-        let state = web::Data::new(AppState { playlists, registry, hub, auth: config.auth, metrics, page, cache });
+        let state = web::Data::new(AppState {
+            playlists,
+            registry,
+            hub,
+            auth: config.auth,
+            metrics,
+            page,
+            cache,
+            actors_on_ingest_workers: config.actors_on_ingest_workers,
+        });
         spawn_sampler(Arc::downgrade(&state.clone().into_inner()));
         Ok(Self { state })
     }
@@ -127,7 +144,8 @@ impl Engine {
     }
 
     async fn deliver(&self, id: &StreamId, item: Item) -> Result<Option<Published>, ApiError> {
-        let mut addr = self.state.registry.send(Route { id: id.clone() }).await.map_err(|_| stopped())??;
+        let mut addr =
+            self.state.registry.send(Route { id: id.clone(), arbiter: None }).await.map_err(|_| stopped())??;
         http::ingest::deliver_one(&self.state, id, &mut addr, item).await
     }
 
@@ -201,6 +219,9 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
+    /// Pin the HTTP workers one per CPU ([`pinning`]) and start each stream's actor on the worker of its ingest
+    /// ([`EngineConfig::actors_on_ingest_workers`]).
+    pub pin_workers: bool,
 }
 
 /// Runs the server on `listener` until `shutdown` resolves; then ends every stream (`EXT-X-ENDLIST`, so held
@@ -210,14 +231,30 @@ pub async fn serve(
     listener: std::net::TcpListener,
     shutdown: impl Future<Output = ()> + 'static,
 ) -> std::io::Result<()> {
-    let engine = Engine::start(config.engine).map_err(std::io::Error::other)?;
+    let pinning = match config.pin_workers {
+        true => {
+            Some(pinning::Pinning::new().map_err(|e| std::io::Error::new(e.kind(), format!("--pin-workers: {e}")))?)
+        }
+        false => None,
+    };
+    let engine_config = EngineConfig { actors_on_ingest_workers: config.pin_workers, ..config.engine };
+    let engine = Engine::start(engine_config).map_err(std::io::Error::other)?;
     if config.demo {
         demo::spawn(engine.clone(), demo::DEMO_STREAM);
     }
     let routes = engine.routes();
-    let mut server = HttpServer::new(move || App::new().configure(routes.clone()))
-        .disable_signals()
-        .shutdown_timeout(config.shutdown_timeout.as_secs().max(1));
+    // The factory runs once on each worker thread as it starts.
+    let mut server = HttpServer::new(move || {
+        if let Some(pinning) = &pinning {
+            match pinning.pin_current_thread() {
+                Ok(cpu) => tracing::info!(cpu, "HTTP worker pinned"),
+                Err(e) => tracing::warn!(error = %e, "HTTP worker not pinned"),
+            }
+        }
+        App::new().configure(routes.clone())
+    })
+    .disable_signals()
+    .shutdown_timeout(config.shutdown_timeout.as_secs().max(1));
     if config.workers > 0 {
         server = server.workers(config.workers);
     }

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use actix::dev::ArbiterHandle;
 use actix::prelude::*;
 use playlists::{Error, Playlists, StreamId};
 
@@ -28,7 +29,12 @@ impl Registry {
         Self { playlists, hub, lifetimes, actors: HashMap::new(), stopping: false }
     }
 
-    fn spawn(&mut self, id: &StreamId, ctx: &mut Context<Self>) -> Result<StreamHandle, Error> {
+    fn spawn(
+        &mut self,
+        id: &StreamId,
+        arbiter: Option<&ArbiterHandle>,
+        ctx: &mut Context<Self>,
+    ) -> Result<StreamHandle, Error> {
         let existed = self.playlists.stream(id).filter(|s| !s.edge().ended).map(|s| s.generation());
         let stream = self.playlists.start(id)?;
         if existed != Some(stream.generation()) {
@@ -38,7 +44,11 @@ impl Registry {
         }
         let (hub, registry, lifetimes) = (self.hub.clone(), ctx.address().downgrade(), self.lifetimes);
         let s = Arc::clone(&stream);
-        let addr = Supervisor::start(move |_| StreamActor::new(s, hub, registry, lifetimes));
+        let actor = move |_: &mut Context<StreamActor>| StreamActor::new(s, hub, registry, lifetimes);
+        let addr = match arbiter {
+            Some(arbiter) => Supervisor::start_in_arbiter(arbiter, actor),
+            None => Supervisor::start(actor),
+        };
         let handle = StreamHandle::new(addr);
         self.actors.insert(id.clone(), (stream.generation(), handle.clone()));
         Ok(handle)
@@ -55,6 +65,8 @@ impl Actor for Registry {
 pub struct Route {
     /// The stream.
     pub id: StreamId,
+    /// Where to start the actor if it has to be started: this thread's arbiter, or (`None`) the registry's.
+    pub arbiter: Option<ArbiterHandle>,
 }
 
 impl Handler<Route> for Registry {
@@ -70,7 +82,7 @@ impl Handler<Route> for Registry {
                 return Ok(addr.clone());
             }
         }
-        self.spawn(&msg.id, ctx)
+        self.spawn(&msg.id, msg.arbiter.as_ref(), ctx)
     }
 }
 

@@ -93,11 +93,12 @@ fn reject(err: ApiError) -> HttpResponse {
     resp
 }
 
-/// The actor of `id`, created if needed.
+/// The actor of `id`, created if needed (on this worker's thread with `actors_on_ingest_workers`).
 async fn route(state: &AppState, id: &StreamId) -> Result<StreamHandle, ApiError> {
+    let arbiter = state.actors_on_ingest_workers.then(actix::Arbiter::current);
     state
         .registry
-        .send(Route { id: id.clone() })
+        .send(Route { id: id.clone(), arbiter })
         .await
         .map_err(|_| ApiError::Unavailable("the stream registry is not running".into()))?
         .map_err(ApiError::from)

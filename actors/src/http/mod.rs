@@ -45,6 +45,8 @@ pub struct AppState {
     pub cache: playback::CacheHeaders,
     /// The status page, rendered once with its settings.
     pub page: page::Page,
+    /// Start stream actors on the worker of the ingest that creates them ([`crate::EngineConfig`]).
+    pub actors_on_ingest_workers: bool,
 }
 
 /// Every way a request can fail, and its HTTP status.
