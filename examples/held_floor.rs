@@ -21,6 +21,10 @@ use tokio::sync::watch;
 
 #[path = "support/arrival.rs"]
 mod arrival;
+#[path = "support/stats.rs"]
+mod stats;
+
+use stats::summary;
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -134,24 +138,6 @@ fn pin_to(cpu: usize) {
 #[cfg(not(target_os = "linux"))]
 fn pin_to(_: usize) {
     eprintln!("FLOOR_PIN: pinning is implemented on Linux only");
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied().unwrap_or_default()
-}
-
-fn summary(name: &str, mut v: Vec<Duration>) {
-    v.sort_unstable();
-    let us = |d: Duration| format!("{:.0} µs", d.as_secs_f64() * 1e6);
-    println!(
-        "{name:<28} n={:<6} p50 {:>8}  p90 {:>8}  p99 {:>8}  max {:>8}",
-        v.len(),
-        us(percentile(&v, 50.0)),
-        us(percentile(&v, 90.0)),
-        us(percentile(&v, 99.0)),
-        us(v.last().copied().unwrap_or_default())
-    );
 }
 
 async fn run(addr: SocketAddr, rounds: u64, held_count: usize) -> Res<()> {

@@ -84,6 +84,10 @@ struct Response {
 
 #[path = "support/arrival.rs"]
 mod arrival;
+#[path = "support/stats.rs"]
+mod stats;
+
+use stats::summary;
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
@@ -276,30 +280,6 @@ fn lists_part(r: &Response, position: &str) -> bool {
     };
     let uri = format!("URI=\"p{position}.mp4\"");
     ok && text.lines().any(|l| l.starts_with("#EXT-X-PART:") && l.contains(&uri))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn us(d: Duration) -> String {
-    format!("{:.0} µs", d.as_secs_f64() * 1e6)
-}
-
-fn summary(name: &str, mut v: Vec<Duration>) {
-    v.sort_unstable();
-    println!(
-        "{name:<32} n={:<6} p50 {:>9}  p90 {:>9}  p99 {:>9}  max {:>9}",
-        v.len(),
-        us(percentile(&v, 50.0)),
-        us(percentile(&v, 90.0)),
-        us(percentile(&v, 99.0)),
-        us(v.last().copied().unwrap_or_default())
-    );
 }
 
 /// The data plane's own cost of publishing one part (manifest, part ring, playlist rendered in full and delta
