@@ -177,31 +177,59 @@ async fn a_body_that_breaks_off_drops_only_the_fragment_in_flight() {
 
 #[actix_web::test]
 async fn a_fault_in_one_stream_leaves_the_others_alone_and_loses_nothing() {
-    fault_isolation(start_default().await).await;
+    fault_isolation(start_default().await, Via::Api).await;
 }
 
 #[actix_web::test]
 async fn with_actors_on_the_ingest_workers_a_fault_still_leaves_the_others_alone() {
-    // The actors run on the HTTP worker that carried their stream's first ingest; the test server has one, so both
-    // streams' actors share it with every request.
-    fault_isolation(start(EngineConfig { actors_on_ingest_workers: true, ..EngineConfig::default() }).await).await;
+    // Ingest over HTTP starts each actor on the HTTP worker of the request; the test server has one, so both
+    // streams' actors share it with every request, and the panic happens on it.
+    let server = start(EngineConfig { actors_on_ingest_workers: true, ..EngineConfig::default() }).await;
+    fault_isolation(server, Via::Http).await;
 }
 
-async fn fault_isolation(server: Server) {
+/// How a test publishes.
+#[derive(Clone, Copy)]
+enum Via {
+    /// The engine's Rust API: actors start on the engine's thread.
+    Api,
+    /// `PUT .../init.mp4` and `POST .../parts`: actors are routed from the request's worker.
+    Http,
+}
+
+/// Publishes fragments `range` of `media` to `stream`, with the init first when the range starts at 0.
+async fn publish(server: &Server, via: Via, stream: &str, media: &Media, range: std::ops::Range<usize>) {
+    match via {
+        Via::Api if range.start == 0 => server.publish(stream, media, range.end).await,
+        Via::Api => server.publish_range(stream, media, range).await,
+        Via::Http => {
+            if range.start == 0 {
+                let r = server.put(&format!("/ingest/{stream}/init.mp4"), media.init.clone()).await;
+                assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+            }
+            for i in range {
+                let r = server.post(&format!("/ingest/{stream}/parts"), media.fragment(i)).await;
+                assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+            }
+        }
+    }
+}
+
+async fn fault_isolation(server: Server, via: Via) {
     let media = Media::h264();
-    server.publish("a", &media, 8).await;
-    server.publish("b", &media, 8).await;
+    publish(&server, via, "a", &media, 0..8).await;
+    publish(&server, via, "b", &media, 0..8).await;
     let before = server.get("/live/a/index.m3u8").await.text();
     assert!(server.engine.inject_fault(&id("a"), Fault::Panic).await);
     settle().await;
     // Stream b keeps publishing and playing.
-    server.publish_range("b", &media, 8..12).await;
+    publish(&server, via, "b", &media, 8..12).await;
     let b = server.get("/live/b/index.m3u8?_HLS_msn=2&_HLS_part=1").await;
     assert_eq!(b.status, StatusCode::OK);
     assert!(b.text().contains("p2.1.mp4"));
     // Stream a is still readable as it was, and its next ingest gets a new actor that continues it.
     assert_eq!(server.get("/live/a/index.m3u8").await.text(), before);
-    server.publish_range("a", &media, 8..12).await;
+    publish(&server, via, "a", &media, 8..12).await;
     let a = server.get("/live/a/index.m3u8").await.text();
     assert!(a.contains("p2.1.mp4") && a.contains("s0.mp4"), "{a}");
     assert_eq!(server.get("/live/a/p1.0.mp4").await.body, media.fragment(5));

@@ -231,13 +231,13 @@ pub async fn serve(
     listener: std::net::TcpListener,
     shutdown: impl Future<Output = ()> + 'static,
 ) -> std::io::Result<()> {
-    let pinning = match config.pin_workers {
-        true => {
-            Some(pinning::Pinning::new().map_err(|e| std::io::Error::new(e.kind(), format!("--pin-workers: {e}")))?)
-        }
-        false => None,
-    };
-    let engine_config = EngineConfig { actors_on_ingest_workers: config.pin_workers, ..config.engine };
+    let pinning = config
+        .pin_workers
+        .then(pinning::Pinning::new)
+        .transpose()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("--pin-workers: {e}")))?;
+    let colocate = config.pin_workers || config.engine.actors_on_ingest_workers;
+    let engine_config = EngineConfig { actors_on_ingest_workers: colocate, ..config.engine };
     let engine = Engine::start(engine_config).map_err(std::io::Error::other)?;
     if config.demo {
         demo::spawn(engine.clone(), demo::DEMO_STREAM);
