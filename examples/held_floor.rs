@@ -12,9 +12,9 @@
 //! stamp of each answer at the client's socket (Linux), the client asleep while the answers arrive.
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use playlists_actors::pinning::Pinning;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -77,31 +77,28 @@ async fn ingest(mut stream: TcpStream, tx: watch::Sender<u64>) -> Res<()> {
 /// Starts the two server threads; connections are handed to them round-robin, the ingest one to the first.
 fn start_server(listener: TcpListener, held_count: usize, pin: bool) -> Res<()> {
     let (tx, rx) = watch::channel(0u64);
-    let tx = Arc::new(tx);
+    // As `playlists --pin-workers` pins its HTTP workers.
+    let pinning = pin.then(Pinning::new).transpose()?;
     let mut inboxes = Vec::new();
-    for worker in 0..2 {
+    for _ in 0..2 {
         let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, bool)>();
         inboxes.push(conn_tx);
-        let (rx, tx) = (rx.clone(), Arc::clone(&tx));
+        let (rx, tx, pinning) = (rx.clone(), tx.clone(), pinning.clone());
         std::thread::spawn(move || {
-            if pin {
-                pin_to(worker);
+            if let Some(Err(e)) = pinning.map(|p| p.pin_current_thread()) {
+                eprintln!("a server thread not pinned: {e}");
             }
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async move {
                 while let Some((std_stream, is_ingest)) = conn_rx.recv().await {
                     let Ok(stream) = TcpStream::from_std(std_stream) else { continue };
-                    if is_ingest {
-                        let tx = watch::Sender::clone(&tx);
-                        tokio::spawn(async move { ingest(stream, tx).await.ok() });
-                    } else {
-                        let rx = rx.clone();
-                        tokio::spawn(async move {
-                            if let Err(e) = held(stream, rx).await {
-                                eprintln!("held connection: {e}");
-                            }
-                        });
-                    }
+                    let (rx, tx) = (rx.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        let served = if is_ingest { ingest(stream, tx).await } else { held(stream, rx).await };
+                        if let Err(e) = served {
+                            eprintln!("a connection failed: {e}");
+                        }
+                    });
                 }
                 // Every connection is handed over: keep serving them.
                 std::future::pending::<()>().await;
@@ -123,21 +120,6 @@ fn start_server(listener: TcpListener, held_count: usize, pin: bool) -> Res<()> 
         }
     });
     Ok(())
-}
-
-/// Pins the calling thread to CPU `cpu`.
-#[cfg(target_os = "linux")]
-fn pin_to(cpu: usize) {
-    let mut set = nix::sched::CpuSet::new();
-    let pinned = set.set(cpu).and_then(|()| nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set));
-    if let Err(e) = pinned {
-        eprintln!("pinning a server thread to CPU {cpu}: {e}");
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn pin_to(_: usize) {
-    eprintln!("FLOOR_PIN: pinning is implemented on Linux only");
 }
 
 async fn run(addr: SocketAddr, rounds: u64, held_count: usize) -> Res<()> {
