@@ -358,12 +358,13 @@ impl Stream {
             .collect()
     }
 
-    /// Ends the stream: the playlist gets `EXT-X-ENDLIST`, the open segment is closed, and every held request is
-    /// answered. Ending twice does nothing.
-    pub fn end(&self) -> Option<ClosedSegment> {
+    /// Ends the stream: the playlist gets `EXT-X-ENDLIST`, the open segment is closed (and returned), and every held
+    /// request is answered. A stream that had ended already is [`Error::StreamEnded`] and does not change, so of
+    /// two callers racing to end it exactly one sees it end.
+    pub fn end(&self) -> Result<Option<ClosedSegment>, Error> {
         let mut w = self.writer();
         if w.manifest.is_ended() {
-            return None;
+            return Err(Error::StreamEnded);
         }
         let closed = w.manifest.end();
         self.parts.complete_last();
@@ -372,7 +373,7 @@ impl Stream {
         }
         let position = w.manifest.edge().last_part.unwrap_or_default();
         self.render(&mut w, position);
-        closed
+        Ok(closed)
     }
 
     /// A snapshot of the stream's status.
@@ -751,7 +752,8 @@ mod tests {
         let a = stream(&p, "a");
         assert!(matches!(p.start(&StreamId::parse("b").unwrap()), Err(Error::TooManyStreams(1))));
         assert!(Arc::ptr_eq(&a, &stream(&p, "a")));
-        a.end();
+        a.end().unwrap();
+        assert!(matches!(a.end(), Err(Error::StreamEnded)), "ending twice is an error and changes nothing");
         assert!(a.publish_part(Bytes::new(), meta(200, true)).is_err());
         let again = stream(&p, "a");
         assert!(!Arc::ptr_eq(&a, &again));

@@ -12,7 +12,9 @@ use awc::http::StatusCode;
 use common::{last_part, lines, settle, start, start_default, Media, Server};
 use playlists::{Options, StreamId};
 use playlists_actors::http::IngestAuth;
-use playlists_actors::stream::Fault;
+use playlists_actors::registry::Lookup;
+use playlists_actors::status::Event;
+use playlists_actors::stream::{End, Fault};
 use playlists_actors::EngineConfig;
 
 fn id(s: &str) -> StreamId {
@@ -398,4 +400,26 @@ async fn after_shutdown_begins_ingest_is_refused_and_streams_stay_ended() {
     assert_eq!(server.post("/ingest/other", media.file.clone()).await.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(server.get("/live/cam/index.m3u8").await.text().contains("#EXT-X-ENDLIST"));
     assert_eq!(server.get("/live/other/index.m3u8").await.status, StatusCode::NOT_FOUND);
+}
+
+#[actix_web::test]
+async fn a_stream_ended_by_a_delete_and_a_shutdown_at_once_is_announced_once() {
+    let server = start_default().await;
+    let media = Media::h264();
+    server.publish("cam", &media, 7).await;
+    let mut events = server.engine.hub().subscribe();
+    // Both reach the registry before either is handled: the DELETE's end is passed to the stream's actor, and the
+    // shutdown, handled before the actor runs, ends the stream from the registry.
+    let cam = id("cam");
+    let (deleted, ended_by_shutdown) = futures_util::join!(server.engine.end_stream(&cam), server.engine.shutdown());
+    assert!(deleted);
+    assert_eq!(ended_by_shutdown, 1);
+    // Once the actor answers a message sent after the DELETE's, it has handled that one too.
+    let actor = server.engine.registry().send(Lookup { id: id("cam") }).await.unwrap().expect("the actor");
+    actor.send(End).await.unwrap();
+    let mut ended = 0;
+    while let Ok(event) = events.try_recv() {
+        ended += usize::from(matches!(*event, Event::StreamEnded { .. }));
+    }
+    assert_eq!(ended, 1, "one stream_ended event for one stream");
 }

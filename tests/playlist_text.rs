@@ -102,7 +102,7 @@ fn items_1_3_10_17_48_69_70_75_hold_for_every_version_of_a_stream() {
         versions += 1;
     }
     assert!(versions > 100);
-    stream.end();
+    stream.end().unwrap();
     let last = stream.latest_playlist().unwrap();
     check(std::str::from_utf8(&last.full).unwrap(), |p| stream.part(p).is_some());
 }

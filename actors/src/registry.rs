@@ -11,7 +11,7 @@ use actix::prelude::*;
 use playlists::{Error, Playlists, StreamId};
 
 use crate::status::{Event, StatusHub};
-use crate::stream::{End, Lifetimes, StreamActor, StreamHandle};
+use crate::stream::{end_and_announce, End, Lifetimes, StreamActor, StreamHandle};
 
 /// Routes streams to their actors.
 pub struct Registry {
@@ -128,8 +128,7 @@ impl Handler<EndStream> for Registry {
             Some((g, handle)) if *g == stream.generation() && handle.connected() => handle.addr().do_send(End),
             // No live actor to ask: end it directly, the state is shared.
             _ => {
-                stream.end();
-                self.hub.emit(Event::StreamEnded { stream: msg.id.to_string() });
+                end_and_announce(&stream, &self.hub);
             }
         }
         true
@@ -147,13 +146,11 @@ impl Handler<EndAll> for Registry {
     fn handle(&mut self, _msg: EndAll, _ctx: &mut Self::Context) -> usize {
         // Ingest stops here: uploads in flight find their stream ended (409), new ones are refused (503).
         self.stopping = true;
-        let mut n = 0;
-        for stream in self.playlists.streams().into_iter().filter(|s| !s.edge().ended) {
-            stream.end();
-            self.hub.emit(Event::StreamEnded { stream: stream.id().to_string() });
-            n += 1;
+        let mut ended = 0;
+        for stream in self.playlists.streams() {
+            ended += usize::from(end_and_announce(&stream, &self.hub));
         }
-        n
+        ended
     }
 }
 

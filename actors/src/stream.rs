@@ -112,6 +112,16 @@ impl StreamHandle {
     }
 }
 
+/// Ends `stream` and announces it (`stream_ended`), unless it had ended already: a DELETE, a shutdown and the idle
+/// timer may all try at once, and whichever gets there first announces it. Answers whether this call ended it.
+pub(crate) fn end_and_announce(stream: &Stream, hub: &StatusHub) -> bool {
+    let ended = stream.end().is_ok();
+    if ended {
+        hub.emit(Event::StreamEnded { stream: stream.id().to_string() });
+    }
+    ended
+}
+
 /// End the stream now (`DELETE /ingest/{stream}`, shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -211,11 +221,8 @@ impl StreamActor {
     }
 
     fn end(&mut self) {
-        if self.ended_at.is_none() {
-            self.stream.end();
-            self.ended_at = Some(Instant::now());
-            self.hub.emit(Event::StreamEnded { stream: self.name() });
-        }
+        end_and_announce(&self.stream, &self.hub);
+        self.ended_at.get_or_insert_with(Instant::now);
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
