@@ -278,7 +278,17 @@ async fn shutdown_test(workers: usize, pin_workers: bool) {
             (r.status(), r.body().await.unwrap())
         })
     };
-    settle().await;
+    // Shut down once the request is held (the status API counts it).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut r = client.get(format!("{base}/api/streams/cam")).send().await.unwrap();
+        let api: serde_json::Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();
+        if api["held_requests"] == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the request was never held: {api}");
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
     stop.send(()).unwrap();
     let (status, text) = held.await.unwrap();
     assert_eq!(status, StatusCode::OK);

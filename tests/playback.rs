@@ -40,7 +40,7 @@ fn last_part_line(text: &str) -> String {
 async fn items_19_30_first_playlist_is_held_until_a_segment_is_complete() {
     let (server, media) = live(3).await;
     let first = held(&server, "/live/cam/index.m3u8");
-    settle().await;
+    server.wait_held("cam", 1).await;
     assert!(!first.is_finished(), "a playlist without a complete segment must not be served");
     server.publish_range("cam", &media, 3..6).await;
     let reply = first.await.expect("joined");
@@ -71,7 +71,9 @@ async fn item_22_msn_alone_waits_for_the_segment_to_complete() {
     // Parts 1.0 and 1.1 exist, segment 1 is open: L = 0.
     let (server, media) = live(7).await;
     let req = held(&server, "/live/cam/index.m3u8?_HLS_msn=1");
+    server.wait_held("cam", 1).await;
     server.publish_range("cam", &media, 7..9).await;
+    // Time for a wrong answer to the woken request to arrive.
     settle().await;
     assert!(!req.is_finished(), "parts of segment 1 do not complete it");
     server.publish_range("cam", &media, 9..11).await;
@@ -84,7 +86,7 @@ async fn item_22_msn_alone_waits_for_the_segment_to_complete() {
 async fn items_23_35_part_request_is_held_and_every_waiter_is_woken() {
     let (server, media) = live(7).await;
     let waiters: Vec<_> = (0..5).map(|_| held(&server, "/live/cam/index.m3u8?_HLS_msn=1&_HLS_part=2")).collect();
-    settle().await;
+    server.wait_held("cam", 5).await;
     assert!(waiters.iter().all(|w| !w.is_finished()));
     server.publish_range("cam", &media, 7..8).await;
     let mut bodies = Vec::new();
@@ -103,7 +105,7 @@ async fn item_24_part_past_a_closed_parent_is_answered_by_the_next_segment() {
     // Segment 0 holds parts 0..=4; part 5 of it never comes, part 1.0 does.
     let (server, media) = live(5).await;
     let req = held(&server, "/live/cam/index.m3u8?_HLS_msn=0&_HLS_part=5");
-    settle().await;
+    server.wait_held("cam", 1).await;
     assert!(!req.is_finished());
     server.publish_range("cam", &media, 5..6).await;
     let r = req.await.expect("joined");
@@ -126,7 +128,7 @@ async fn items_25_26_27_28_34_directive_rules() {
     // 27: L + 3 is refused at once; L + 2 is held.
     assert_eq!(server.get("/live/cam/index.m3u8?_HLS_msn=4").await.status, StatusCode::BAD_REQUEST);
     let l2 = held(&server, "/live/cam/index.m3u8?_HLS_msn=3");
-    settle().await;
+    server.wait_held("cam", 1).await;
     assert!(!l2.is_finished());
     l2.abort();
     // 28: more than 3 s of media past the last part (0.2 s parts: 15 parts).
@@ -144,8 +146,9 @@ async fn items_25_26_27_28_34_directive_rules() {
 #[actix_web::test]
 async fn items_18_29_47_ended_playlist_ignores_directives() {
     let (server, _) = live(8).await;
-    assert!(server.engine.end_stream(&StreamId::parse("cam").unwrap()).await);
-    settle().await;
+    let cam = StreamId::parse("cam").unwrap();
+    assert!(server.engine.end_stream(&cam).await);
+    server.wait_until("the stream ended", |e| e.playlists().stream(&cam).is_some_and(|s| s.edge().ended)).await;
     let r = server.get("/live/cam/index.m3u8?_HLS_msn=3&_HLS_part=2&_HLS_skip=YES").await;
     assert_eq!(r.status, StatusCode::OK);
     let text = r.text();
@@ -184,7 +187,7 @@ async fn items_37_38_39_42_preload_hint_is_the_next_part_and_is_held() {
     assert_eq!(server.get("/live/cam/p1.3.mp4").await.status, StatusCode::NOT_FOUND);
     // 39: the hinted part is held until it exists, then sent whole.
     let part = held(&server, "/live/cam/p1.2.mp4");
-    settle().await;
+    server.wait_held("cam", 1).await;
     assert!(!part.is_finished());
     server.publish_range("cam", &media, 7..8).await;
     let r = part.await.expect("joined");

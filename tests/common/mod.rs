@@ -65,6 +65,13 @@ impl Server {
         }
     }
 
+    /// Waits until `n` requests are held on `stream`: they reached the server and wait for a part.
+    pub async fn wait_held(&self, stream: &str, n: u64) {
+        let id = StreamId::parse(stream).expect("id");
+        let held = |e: &Engine| e.playlists().stream(&id).map_or(0, |s| s.read_stats().counts().held);
+        self.wait_until(&format!("{n} held requests on {stream}"), |e| held(e) == n).await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
