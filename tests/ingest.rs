@@ -425,7 +425,7 @@ async fn a_stream_ended_by_a_delete_and_a_shutdown_at_once_is_announced_once() {
     assert!(deleted);
     assert_eq!(ended_by_shutdown, 1);
     // Once the actor answers a message sent after the DELETE's, it has handled that one too.
-    let actor = server.engine.registry().send(Lookup { id: id("cam") }).await.unwrap().expect("the actor");
+    let actor = server.engine.registry().send(Lookup { id: cam.clone() }).await.unwrap().expect("the actor");
     actor.send(End).await.unwrap();
     let mut ended = 0;
     while let Ok(event) = events.try_recv() {

@@ -361,11 +361,7 @@ async fn metrics_are_prometheus_text_with_sensible_values() {
     let hint = lines(&text, "#EXT-X-PRELOAD-HINT")[0].split('"').nth(1).unwrap().to_owned();
     let held = server.client.get(server.url(&format!("/live/m/{hint}"))).send();
     let held = actix_rt::spawn(async move { held.await.unwrap().status() });
-    server
-        .wait_until("the part request to be held", |e| {
-            e.playlists().stream(&"m".parse().unwrap()).is_some_and(|s| s.read_stats().counts().held == 1)
-        })
-        .await;
+    server.wait_held("m", 1).await;
     server.publish_range("m", &media, n..n + 1).await;
     assert_eq!(held.await.unwrap(), StatusCode::OK);
 
