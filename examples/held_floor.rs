@@ -112,9 +112,8 @@ fn start_server(listener: TcpListener, held_count: usize, pin: bool) -> Res<()> 
             if ready.is_err() {
                 return;
             }
-            // The first connection is the ingest one.
-            let target = if i == 0 { 0 } else { i % 2 };
-            if inboxes[target].send((stream, i == 0)).is_err() {
+            // The first connection, the ingest one, goes to the first thread.
+            if inboxes[i % 2].send((stream, i == 0)).is_err() {
                 return;
             }
         }
