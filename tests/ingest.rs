@@ -339,6 +339,35 @@ async fn idle_streams_get_endlist_and_are_removed_after_the_grace_period() {
     assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:2\n") && text.contains("\ns2.mp4\n"), "{text}");
 }
 
+/// A removed stream's memory is released: its actor stops for good at the end of its life (actix's
+/// `Supervisor` would restart it, stream and all, while any address to it existed).
+#[actix_web::test]
+async fn a_removed_stream_is_released() {
+    let grace = Duration::from_secs(2);
+    let lifetimes = playlists_actors::stream::Lifetimes { idle: Duration::from_secs(1), grace };
+    let server = start(EngineConfig { lifetimes, ..EngineConfig::default() }).await;
+    let mut events = server.engine.hub().subscribe();
+    let media = Media::h264();
+    server.publish("cam", &media, 7).await;
+    // Something that keeps the actor's address, as a publisher of a live encoder session does.
+    let addr = server.engine.registry().send(playlists_actors::registry::Lookup { id: id("cam") }).await.unwrap();
+    let weak = std::sync::Arc::downgrade(&server.engine.playlists().stream(&id("cam")).unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv()).await.expect("events in time").unwrap();
+        if event.kind() == "stream_removed" {
+            break;
+        }
+    }
+    // Well within the grace period a restarted actor would live for.
+    let released = tokio::time::Instant::now() + grace / 2;
+    while weak.upgrade().is_some() {
+        assert!(tokio::time::Instant::now() < released, "the removed stream is still referenced");
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(addr.is_some_and(|a| !a.connected()), "the actor is gone, not restarted");
+}
+
 #[actix_web::test]
 async fn items_7_11_a_new_init_gets_a_new_map_uri_and_the_old_one_stays() {
     let server = start_default().await;

@@ -1,7 +1,8 @@
 //! `Registry`: routes stream ids to their actors, creates streams on first ingest, ends and removes them.
 //!
-//! An actor whose mailbox closed (it died in a handler) is noticed the next time its stream is routed, and a new
-//! actor is started on the same shared stream: nothing published is lost, and no other stream is touched.
+//! The registry supervises the stream actors: an actor whose mailbox closed (it died in a handler) is noticed the
+//! next time its stream is routed, and a new actor is started on the same shared stream: nothing published is
+//! lost, and no other stream is touched. An actor that stops at the end of its stream's life stays stopped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,10 +45,13 @@ impl Registry {
         }
         let (hub, registry, lifetimes) = (self.hub.clone(), ctx.address().downgrade(), self.lifetimes);
         let s = Arc::clone(&stream);
-        let actor = move |_: &mut Context<StreamActor>| StreamActor::new(s, hub, registry, lifetimes);
+        // Not under actix's `Supervisor`: it restarts an actor that stops while any address to it exists (a
+        // publisher's), so an actor that stopped at the end of its stream's life would come back and keep the
+        // removed stream's memory. The registry is the supervisor: it re-creates an actor that died.
+        let actor = StreamActor::new(s, hub, registry, lifetimes);
         let addr = match arbiter {
-            Some(arbiter) => Supervisor::start_in_arbiter(arbiter, actor),
-            None => Supervisor::start(actor),
+            Some(arbiter) => StreamActor::start_in_arbiter(arbiter, move |_| actor),
+            None => actor.start(),
         };
         let handle = StreamHandle::new(addr);
         self.actors.insert(id.clone(), (stream.generation(), handle.clone()));

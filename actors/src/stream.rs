@@ -247,14 +247,6 @@ impl Actor for StreamActor {
     }
 }
 
-impl Supervised for StreamActor {
-    fn restarting(&mut self, _ctx: &mut Self::Context) {
-        // Derived state only: what is published lives in the shared stream.
-        self.last_activity = Instant::now();
-        self.ended_at = self.stream.edge().ended.then(Instant::now);
-    }
-}
-
 impl Handler<Ingest> for StreamActor {
     type Result = ();
 
