@@ -102,6 +102,16 @@ pub enum Warning {
         /// Its duration.
         duration: Duration,
     },
+    /// The first GOP was longer than the configured target duration: the stream's target duration was raised to
+    /// fit it (up to `Options::max_target_duration`), and is fixed from now on.
+    TargetDurationRaised {
+        /// The duration of the first segment (the first GOP).
+        gop: Duration,
+        /// The configured target duration, seconds.
+        from: u32,
+        /// The stream's target duration, seconds.
+        to: u32,
+    },
 }
 
 /// The result of [`M3u8Manifest::push`].
@@ -152,7 +162,10 @@ impl Segment {
 /// The LL-HLS media playlist of one stream. See the [module docs](self) for the rules it follows.
 #[derive(Debug, Clone)]
 pub struct M3u8Manifest {
+    /// `EXT-X-TARGETDURATION`: the configured one, raised to fit the first segment when that was longer.
     target_duration: u32,
+    /// How long the first segment may grow to reach its keyframe, seconds: `Options::max_target_duration`.
+    max_target_duration: u32,
     min_segment: Duration,
     /// Complete segments are dropped from the head while the rest still hold this much media.
     window: Duration,
@@ -210,6 +223,7 @@ impl M3u8Manifest {
         };
         Self {
             target_duration: options.target_duration.max(1),
+            max_target_duration: options.max_target_duration.max(options.target_duration).max(1),
             min_segment: options.min_segment,
             window: options.window.max(options.skip_boundary()),
             part_window: options.part_window,
@@ -271,9 +285,17 @@ impl M3u8Manifest {
             let keyframe = part.independent && self.open.duration >= self.min_segment;
             if discontinuity || keyframe || forced {
                 self.longest_part = self.longest_part.max(part.duration);
+                let configured = self.target_duration;
                 let c = self.close();
                 if forced && !discontinuity && !keyframe {
                     warnings.push(Warning::ForcedCut { msn: c.msn, duration: c.duration });
+                }
+                if self.target_duration > configured {
+                    warnings.push(Warning::TargetDurationRaised {
+                        gop: c.duration,
+                        from: configured,
+                        to: self.target_duration,
+                    });
                 }
                 closed = Some(c);
             }
@@ -491,7 +513,28 @@ impl M3u8Manifest {
     /// preload hint announce a forced cut and `push` then honour it.
     fn must_cut(&self, ms: u64) -> bool {
         let next = ms.max(self.guard_ms());
-        self.open.parts >= self.max_parts || rounds_above(self.open.ms + next, self.target_duration)
+        self.open.parts >= self.max_parts || rounds_above(self.open.ms + next, self.segment_limit())
+    }
+
+    /// The longest `EXTINF` (rounded) the open segment may reach: the target duration, or while the first
+    /// segment waits for its GOP to end (the target duration is not fixed yet), the most it may be raised to.
+    fn segment_limit(&self) -> u32 {
+        if self.part_target.is_none() {
+            self.max_target_duration
+        } else {
+            self.target_duration
+        }
+    }
+
+    /// `EXT-X-TARGETDURATION`, seconds: fixed when the first segment closes (raised to fit it if it was longer than
+    /// the configured one).
+    pub fn target_duration(&self) -> u32 {
+        self.target_duration
+    }
+
+    /// The longest segment the open one may become, seconds: no part may be longer than that.
+    pub fn longest_segment(&self) -> u32 {
+        self.segment_limit()
     }
 
     /// The longest part expected: `PART-TARGET` once known, else the longest part so far.
@@ -518,6 +561,9 @@ impl M3u8Manifest {
         if self.part_target.is_none() {
             // Rounded up so that every part seen so far is within it (item 69).
             self.part_target = Some(Duration::from_millis(ceil_ms(self.longest_part).max(1)));
+            // The first GOP decides: every EXTINF rounds to at most TARGETDURATION (item 68), and the delta
+            // boundary and the window grow with it (items 44, 74).
+            self.fit_target_duration(seg.ms);
         }
         self.segments.push_back(seg);
         self.segments_total += seg.duration;
@@ -543,6 +589,18 @@ impl M3u8Manifest {
             map: seg.map,
         };
         ClosedSegment { msn: seg.msn, duration: seg.duration, parts: seg.parts }
+    }
+
+    /// Raises the target duration to fit a first segment of `ms` (shown) milliseconds, if it is longer than the
+    /// configured one; the skip boundary (6 × TD) and the window (at least the skip boundary) follow.
+    fn fit_target_duration(&mut self, ms: u64) {
+        let needed = u32::try_from((ms + 500) / 1000).unwrap_or(u32::MAX).min(self.max_target_duration);
+        if needed <= self.target_duration {
+            return;
+        }
+        self.target_duration = needed;
+        self.skip_boundary = self.skip_boundary.max(Duration::from_secs(6 * u64::from(needed)));
+        self.window = self.window.max(self.skip_boundary);
     }
 
     fn drop_oldest(&mut self) {
@@ -730,6 +788,12 @@ mod tests {
             for _ in 0..n {
                 self.push();
             }
+        }
+
+        /// Pushes `n` parts and answers what the last one did.
+        fn push_n_last(&mut self, n: usize) -> Pushed {
+            self.push_n(n - 1);
+            self.push()
         }
 
         fn text(&self, delta: bool, reports: &[RenditionReport]) -> String {
@@ -1184,7 +1248,9 @@ s8.mp4
     // Item 68: with no keyframe in time the segment is cut before its EXTINF would round above the target.
     #[test]
     fn item_68_forced_cut_keeps_extinf_within_the_target_duration() {
-        let mut f = Feed::new(&Options::default(), 200, 1000);
+        // A target duration that cannot be raised for the long first GOP.
+        let options = Options { max_target_duration: 2, ..Options::default() };
+        let mut f = Feed::new(&options, 200, 1000);
         f.push_n(12);
         // 2.4 s open; 2.6 s would round to 3: the hint already names the new segment.
         assert_eq!(f.m.next_part(), Some(Position::new(1, 0)));
@@ -1192,6 +1258,71 @@ s8.mp4
         assert_eq!(p.position, Position::new(1, 0));
         assert_eq!(p.warnings, vec![Warning::ForcedCut { msn: 0, duration: Duration::from_millis(2400) }]);
         assert!(f.text(false, &[]).contains("#EXTINF:2.400,\ns0.mp4\n"));
+    }
+
+    // A first GOP longer than the target duration raises it to fit (rounded), and it stays fixed: the segments of
+    // a 4 s GOP start at keyframes, with TARGETDURATION 4 and the boundaries that follow from it (items 44, 72).
+    #[test]
+    fn a_long_first_gop_raises_the_target_duration_once() {
+        let mut f = Feed::new(&Options::default(), 200, 20);
+        assert_eq!(f.m.next_part(), Some(Position::new(0, 0)));
+        f.push_n(19);
+        assert_eq!(f.m.next_part(), Some(Position::new(0, 19)), "no cut before the GOP ends: it may still fit");
+        assert_eq!(f.m.target_duration(), 2, "not decided yet");
+        let p = f.push_n_last(22);
+        assert_eq!(p.position, Position::new(2, 0), "segments of 20 parts");
+        let mut warnings = Vec::new();
+        let mut g = Feed::new(&Options::default(), 200, 20);
+        for _ in 0..100 {
+            warnings.extend(g.push().warnings);
+        }
+        assert_eq!(
+            warnings,
+            vec![Warning::TargetDurationRaised { gop: Duration::from_secs(4), from: 2, to: 4 }],
+            "raised once, and no forced cut after that"
+        );
+        assert_eq!(g.m.target_duration(), 4);
+        let text = g.text(false, &[]);
+        assert!(
+            text.contains(
+                "#EXT-X-TARGETDURATION:4
+"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "CAN-SKIP-UNTIL=24.0,PART-HOLD-BACK=0.600,HOLD-BACK=12.0
+"
+            ),
+            "{text}"
+        );
+        assert_eq!(text.lines().filter(|l| l.starts_with("#EXTINF:")).collect::<Vec<_>>(), ["#EXTINF:4.000,"; 4]);
+        // Every listed segment starts with an independent part, and only there are keyframes.
+        let first_parts: Vec<_> =
+            text.lines().filter(|l| l.starts_with("#EXT-X-PART:") && l.contains(".0.mp4")).collect();
+        assert!(first_parts.len() >= 2 && first_parts.iter().all(|l| l.ends_with("INDEPENDENT=YES")), "{text}");
+        assert_eq!(text.matches("INDEPENDENT=YES").count(), first_parts.len());
+    }
+
+    // A first GOP longer than the most the target duration may be raised to: cut at that, without a keyframe.
+    #[test]
+    fn a_first_gop_over_the_maximum_is_cut_at_the_maximum() {
+        let options = Options { max_target_duration: 6, window: Duration::from_secs(36), ..Options::default() };
+        let mut f = Feed::new(&options, 200, 60);
+        let mut warnings = Vec::new();
+        for _ in 0..33 {
+            warnings.extend(f.push().warnings);
+        }
+        // 6.4 s is the longest EXTINF that rounds to 6 (item 68).
+        assert_eq!(
+            warnings,
+            vec![
+                Warning::ForcedCut { msn: 0, duration: Duration::from_millis(6400) },
+                Warning::TargetDurationRaised { gop: Duration::from_millis(6400), from: 2, to: 6 },
+            ]
+        );
+        assert_eq!(f.m.target_duration(), 6);
     }
 
     #[test]
@@ -1482,6 +1613,7 @@ s8.mp4
                         warned.insert(position);
                     }
                     Warning::ForcedCut { .. } => forced += 1,
+                    Warning::TargetDurationRaised { .. } => panic!("a first GOP of 5 parts fits 2 s"),
                 }
             }
             if !m.can_render() {

@@ -15,6 +15,11 @@ pub struct Options {
     pub max_streams: usize,
     /// `EXT-X-TARGETDURATION`, whole seconds. Never changes for the life of a stream (checklist item 68).
     pub target_duration: u32,
+    /// The most a stream's target duration may be raised to, whole seconds. A stream whose first GOP is longer
+    /// than `target_duration` gets a target duration that fits it (its first segment, rounded), up to this, fixed
+    /// from then on, so that its segments still start at keyframes; a later GOP longer than that is cut without a
+    /// keyframe (a `ForcedCut` warning). Equal to `target_duration`: never raised.
+    pub max_target_duration: u32,
     /// A segment is cut at the first independent part once the open segment is at least this long.
     pub min_segment: Duration,
     /// How much media, in complete segments, a playlist lists. At least 6 × target duration (delta updates).
@@ -43,6 +48,7 @@ impl Default for Options {
         Self {
             max_streams: 256,
             target_duration: 2,
+            max_target_duration: 10,
             min_segment: Duration::from_secs(1),
             window: Duration::from_secs(24),
             part_window: Duration::from_secs(6),
@@ -64,6 +70,9 @@ impl Options {
         }
         if !(1..=60).contains(&self.target_duration) {
             return bad("target_duration must be 1 to 60 seconds".into());
+        }
+        if !(self.target_duration..=60).contains(&self.max_target_duration) {
+            return bad("max_target_duration must be from target_duration to 60 seconds".into());
         }
         let td = self.target_duration_as_duration();
         if self.min_segment.is_zero() || self.min_segment > td {

@@ -6,7 +6,7 @@
 //! request of that stream at once. Readers ([`Stream::playlist`], [`Stream::wait_part`], [`Stream::segment`],
 //! [`Stream::init`]) never take the writer's lock.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -181,6 +181,9 @@ pub struct Stream {
     group: Option<Arc<Group>>,
     /// The lease of the newest publisher (see [`Stream::take_over`]).
     publisher: AtomicU64,
+    /// `EXT-X-TARGETDURATION`, seconds, as the manifest fixed it (raised for a long first GOP): an atomic so that
+    /// a held request's timeout is read without the writer's lock.
+    target_duration: AtomicU32,
     reads: ReadStats,
     /// The clock [`Self::last_publish`] counts from.
     created: Instant,
@@ -287,12 +290,11 @@ impl Stream {
         if meta.duration.is_zero() {
             return Err(Error::Malformed("the fragment has no duration".into()));
         }
-        if meta.duration > self.options.target_duration_as_duration() {
+        let longest = w.manifest.longest_segment();
+        if meta.duration > Duration::from_secs(u64::from(longest)) {
             return Err(Error::Malformed(format!(
-                "a fragment of {:.3} s is longer than the target duration ({} s): fragment more often \
-                 (ffmpeg: -frag_duration) or raise the target duration",
+                "a part of {:.3} s is longer than a segment may be ({longest} s)",
                 meta.duration.as_secs_f64(),
-                self.options.target_duration
             )));
         }
         meta.discontinuity |= std::mem::take(&mut w.discontinuity);
@@ -324,6 +326,7 @@ impl Stream {
 
     /// Renders the playlist in its four forms, stores it, then wakes the waiters.
     fn render(&self, w: &mut Writer, position: Position) {
+        self.target_duration.store(w.manifest.target_duration(), Ordering::Relaxed);
         let edge = w.manifest.edge();
         w.info.edge = edge;
         w.info.part_target = edge.part_target;
@@ -379,7 +382,7 @@ impl Stream {
     /// A snapshot of the stream's status.
     pub fn info(&self) -> StreamInfo {
         let mut info = self.writer().info.clone();
-        info.target_duration = self.options.target_duration;
+        info.target_duration = self.target_duration.load(Ordering::Relaxed);
         info
     }
 
@@ -505,14 +508,14 @@ impl Stream {
         self.versions.init_version(version)
     }
 
-    /// How long a blocking request is held: 3 × target duration.
+    /// How long a blocking request is held: 3 × target duration (checklist item 31).
     pub fn blocking_timeout(&self) -> Duration {
-        self.options.blocking_timeout()
+        self.target_duration() * 3
     }
 
-    /// `EXT-X-TARGETDURATION`.
+    /// `EXT-X-TARGETDURATION`: the configured one, or the one raised to fit a longer first GOP.
     pub fn target_duration(&self) -> Duration {
-        self.options.target_duration_as_duration()
+        Duration::from_secs(u64::from(self.target_duration.load(Ordering::Relaxed)))
     }
 }
 
@@ -640,6 +643,7 @@ impl Playlists {
             }),
             group,
             publisher: AtomicU64::new(0),
+            target_duration: AtomicU32::new(self.options.target_duration),
             reads: ReadStats::default(),
             created: Instant::now(),
             last_publish: AtomicU64::new(0),

@@ -58,6 +58,14 @@ pub struct Config {
     /// EXT-X-TARGETDURATION in seconds, fixed for the life of a stream [default: 2].
     #[arg(long, env = "PLAYLISTS_TARGET_DURATION")]
     pub target_duration: Option<u32>,
+    /// The most a stream's target duration is raised to when its first GOP is longer than --target-duration, in
+    /// seconds [default: 10]; equal to --target-duration: never raised.
+    #[arg(long, env = "PLAYLISTS_MAX_TARGET_DURATION")]
+    pub max_target_duration: Option<u32>,
+    /// The longest part, milliseconds: longer incoming fragments are cut into parts of at most this, and RTMP is
+    /// packaged into parts of at most this [default: 250].
+    #[arg(long, env = "PLAYLISTS_MAX_PART_MS")]
+    pub max_part_ms: Option<u64>,
     /// A segment is cut at the first keyframe once it holds this many milliseconds [default: 1000].
     #[arg(long, env = "PLAYLISTS_MIN_SEGMENT_MS")]
     pub min_segment_ms: Option<u64>,
@@ -110,6 +118,8 @@ impl Config {
             no_demo: self.no_demo || base.no_demo,
             ingest_tokens: if self.ingest_tokens.is_empty() { base.ingest_tokens } else { self.ingest_tokens },
             target_duration: self.target_duration.or(base.target_duration),
+            max_target_duration: self.max_target_duration.or(base.max_target_duration),
+            max_part_ms: self.max_part_ms.or(base.max_part_ms),
             min_segment_ms: self.min_segment_ms.or(base.min_segment_ms),
             window_secs: self.window_secs.or(base.window_secs),
             max_streams: self.max_streams.or(base.max_streams),
@@ -131,10 +141,19 @@ impl Config {
     /// The server settings, validated.
     pub fn serve_config(&self) -> Result<ServeConfig, ConfigError> {
         let d = playlists::Options::default();
+        let target_duration = self.target_duration.unwrap_or(d.target_duration);
+        let window = self.window_secs.map_or(d.window, Duration::from_secs);
         let options = playlists::Options {
-            target_duration: self.target_duration.unwrap_or(d.target_duration),
+            target_duration,
+            // Parts are listed for the last 3 target durations (checklist item 74).
+            part_window: (Duration::from_secs(3) * target_duration).min(window),
+            // Never below the target duration, so that `--target-duration 12` alone is a valid setting.
+            max_target_duration: self
+                .max_target_duration
+                .unwrap_or(d.max_target_duration.max(self.target_duration.unwrap_or(d.target_duration))),
+            max_part: self.max_part_ms.map_or(d.max_part, Duration::from_millis),
             min_segment: self.min_segment_ms.map_or(d.min_segment, Duration::from_millis),
-            window: self.window_secs.map_or(d.window, Duration::from_secs),
+            window,
             max_streams: self.max_streams.unwrap_or(d.max_streams),
             max_part_bytes: self.max_part_bytes.unwrap_or(d.max_part_bytes),
             ..d
@@ -193,6 +212,19 @@ mod tests {
         assert!(c.serve_config().is_err());
         let c = Config { window_secs: Some(5), ..Config::default() };
         assert!(c.serve_config().is_err());
+    }
+
+    #[test]
+    fn part_and_target_duration_limits() {
+        let s = Config::parse_from(["playlists", "--max-part-ms", "200", "--max-target-duration", "6"]);
+        let o = s.serve_config().unwrap().engine.options;
+        assert_eq!((o.max_part, o.max_target_duration), (Duration::from_millis(200), 6));
+        let d = Config::default().serve_config().unwrap().engine.options;
+        assert_eq!((d.max_part, d.max_target_duration), (Duration::from_millis(250), 10));
+        let high = Config::parse_from(["playlists", "--target-duration", "12", "--window-secs", "72"]);
+        assert_eq!(high.serve_config().unwrap().engine.options.max_target_duration, 12);
+        assert!(Config::parse_from(["playlists", "--max-part-ms", "5"]).serve_config().is_err());
+        assert!(Config::parse_from(["playlists", "--max-target-duration", "1"]).serve_config().is_err());
     }
 
     #[test]

@@ -197,6 +197,11 @@ impl StreamActor {
                     "segment {msn} cut at {:.3} s without a keyframe: the GOP is longer than the target duration",
                     duration.as_secs_f64()
                 ),
+                Warning::TargetDurationRaised { gop, from, to } => format!(
+                    "the first GOP lasts {:.3} s, longer than the target duration {from} s: this stream's target \
+                     duration is {to} s, so that its segments start at keyframes (a GOP of at most {to} s keeps them so)",
+                    gop.as_secs_f64()
+                ),
             };
             tracing::warn!(stream = %stream, "{message}");
             self.hub.emit(Event::Warning { stream: stream.clone(), message });
