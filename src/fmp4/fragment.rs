@@ -649,6 +649,32 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn sample_tables_locate_every_sample() {
+        let f = Fragment::parse(Bytes::from(fragment(&Spec::default())), &init()).expect("fragment");
+        let t = f.sample_tables(&init()).expect("tables");
+        assert_eq!((t.sequence, t.moof_offset, t.tracks.len()), (1, 0, 1));
+        let mdat_payload = f.bytes.len() - 60;
+        let s = &t.tracks[0].samples;
+        assert_eq!((t.tracks[0].track_id, t.tracks[0].base_decode_time, s.len()), (1, 15360, 6));
+        // First-sample flags from the trun, the rest from trex; sizes 10 laid end to end in the mdat.
+        assert!(s[0].is_sync() && !s[1].is_sync());
+        assert_eq!(
+            s.iter().map(|s| s.offset).collect::<Vec<_>>(),
+            (0..6).map(|i| mdat_payload + 10 * i).collect::<Vec<_>>()
+        );
+        assert!(s.iter().all(|s| (s.duration, s.size, s.composition_offset) == (512, 10, 0)));
+
+        // Chained trafs: the second's data follows the first's; trex durations fill in.
+        let bytes = chained_trafs(25);
+        let f = Fragment::parse(Bytes::from(bytes), &init()).expect("fragment");
+        let t = f.sample_tables(&init()).expect("tables");
+        let start = f.bytes.len() - 25;
+        let offsets: Vec<Vec<usize>> = t.tracks.iter().map(|t| t.samples.iter().map(|s| s.offset).collect()).collect();
+        assert_eq!(offsets, [vec![start, start + 10], vec![start + 20]]);
+        assert_eq!(t.tracks[1].samples[0].duration, 1024);
+    }
+
+    #[test]
     fn absurd_sample_count_is_malformed() {
         for declared in [7, 1 << 20, u32::MAX] {
             let b = fragment(&Spec { declared_samples: Some(declared), ..Spec::default() });
