@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use awc::http::StatusCode;
-use common::{last_part, lines, settle, start, start_default, Media, Server};
+use common::{last_part, lines, parse_media, settle, start, start_default, Media, Server};
 use playlists::{Options, StreamId};
 use playlists_actors::auth::IngestAuth;
 use playlists_actors::registry::Lookup;
@@ -366,6 +366,64 @@ async fn a_removed_stream_is_released() {
         actix_rt::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(addr.is_some_and(|a| !a.connected()), "the actor is gone, not restarted");
+}
+
+/// An encoder that sends one fragment per 4 s GOP (ffmpeg `frag_keyframe` without `-frag_duration`) still gets
+/// parts of at most the part target, whose bytes are the fragment's samples; segments start at keyframes, with a
+/// target duration raised to fit the GOP (and a warning saying so), and PART-HOLD-BACK covering the 4 s bursts.
+#[actix_web::test]
+async fn one_fragment_per_long_gop_becomes_short_parts() {
+    let server = start_default().await;
+    let mut events = server.engine.hub().subscribe();
+    let media = Media::load("h264_aac_gop4.mp4");
+    let r = server.post("/ingest/gop", media.file.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let summary: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(media.fragments.len(), 2);
+    // 120 frames at 30 fps per GOP, parts of at most 250 ms (7 frames): 18 parts each.
+    assert_eq!(summary["parts"].as_u64(), Some(36), "two 4 s fragments cut into parts: {summary}");
+    let text = server.get("/live/gop/index.m3u8").await.text();
+    let playlist = parse_media(&text);
+    assert_eq!(playlist.target_duration, 4, "{text}");
+    assert!(text.contains("#EXT-X-PART-INF:PART-TARGET=0.234\n"), "7 frames of 33.3 ms: {text}");
+    let hold_back = text.split("PART-HOLD-BACK=").nth(1).and_then(|v| v.split(',').next()).unwrap();
+    assert!(hold_back.parse::<f64>().unwrap() >= 4.0, "{text}");
+    let parts = lines(&text, "#EXT-X-PART:");
+    assert!(parts.len() >= 20, "{text}");
+    for line in &parts {
+        let d: f64 = line.split("DURATION=").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+        assert!(d <= 0.25, "{line}");
+        // Only the first part of a segment holds a keyframe (the GOP start).
+        assert_eq!(line.contains("INDEPENDENT=YES"), line.contains(".0.mp4\""), "{line}");
+    }
+    // The parts of the first segment, concatenated, are that segment, and hold every sample of the first GOP.
+    let seg = server.get("/live/gop/s0.mp4").await.body;
+    let mut joined = Vec::new();
+    for i in 0.. {
+        let part = server.get(&format!("/live/gop/p0.{i}.mp4")).await;
+        if part.status != StatusCode::OK {
+            break;
+        }
+        joined.extend_from_slice(&part.body);
+    }
+    assert_eq!(joined, seg.to_vec());
+    let init = playlists::fmp4::Init::parse(media.init.clone()).unwrap();
+    let original = playlists::fmp4::Fragment::parse(media.fragments[0].clone(), &init).unwrap();
+    let mut splitter = playlists::fmp4::Splitter::with_init(seg.len(), std::sync::Arc::new(init.clone()));
+    splitter.push(&seg);
+    let (mut samples, mut ticks) = (0, 0);
+    while let Some(playlists::fmp4::Item::Fragment(f)) = splitter.next_item().unwrap() {
+        samples += f.main_run().unwrap().samples;
+        ticks += f.main_run().unwrap().duration;
+    }
+    assert_eq!((samples, ticks), (original.main_run().unwrap().samples, original.main_run().unwrap().duration));
+    let mut warned = false;
+    while let Ok(event) = events.try_recv() {
+        if let Event::Warning { message, .. } = &*event {
+            warned |= message.contains("target duration is 4 s");
+        }
+    }
+    assert!(warned, "a warning says the target duration was raised");
 }
 
 #[actix_web::test]

@@ -239,11 +239,15 @@ impl Publisher {
         }
     }
 
-    /// The fragment as the parts it becomes.
+    /// The fragment as the parts it becomes: itself, or if it is longer than the part target, its samples cut
+    /// into parts of at most that ([`fmp4::refragment`]).
     fn cut(&self, fragment: fmp4::Fragment) -> Result<Vec<fmp4::Fragment>, PublishError> {
-        let _ = self.publishers.max_part();
-        let _ = self.current_init();
-        Ok(vec![fragment])
+        let max = self.publishers.max_part();
+        if fragment.duration() <= max {
+            return Ok(vec![fragment]);
+        }
+        let init = self.current_init()?;
+        Ok(fmp4::refragment(fragment, &init, max)?)
     }
 
     /// The init this source's fragments belong to: the one it sent, else the stream's.
