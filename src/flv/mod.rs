@@ -10,6 +10,7 @@
 //! - [`avc`], [`hevc`], [`av1`]: decoder configuration records and the picture size from their SPS / sequence
 //!   header.
 //! - [`aac`]: the AudioSpecificConfig. [`opus`]: `OpusHead` and packet durations.
+//! - `packager`: [`Packager`], timing and fragment cuts; [`Stats`].
 //! - `bits`: the bit reader those use (exp-Golomb, emulation prevention).
 
 mod bits;
@@ -19,8 +20,10 @@ pub mod av1;
 pub mod avc;
 pub mod hevc;
 pub mod opus;
+mod packager;
 pub mod tag;
 
+pub use packager::{Packager, Stats, MAX_HELD_BYTES, MAX_HELD_SAMPLES};
 pub use tag::{Audio, AudioCodec, Ignored, Video, VideoCodec};
 
 /// What an encoder's `onMetaData` (`@setDataFrame`) says, as far as the packager uses it. The RTMP layer decodes
