@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mp4_atom::{Decode, Moof};
+use mp4_atom::{Any, Codec, Decode, Moof};
 use playlists::flv::{Audio, Metadata, Packager, Video, MAX_HELD_SAMPLES};
 use playlists::fmp4::{Fragment, Init, Item, TrackKind};
 use playlists::Error;
@@ -234,7 +234,27 @@ fn h264_aac_fixture() {
     // AAC: 1024 ticks per frame from the anchor at the first frame, contiguous.
     assert!(out.audio.iter().enumerate().all(|(i, s)| s.duration == 1024 && s.dts == i as u64 * 1024));
     assert_eq!(p.stats().dropped_video + p.stats().dropped_audio + p.stats().audio_reanchors, 0);
+    // mp4-atom reads the init as written: the avcC and ASC exactly as the sequence headers carried them.
+    let mut cursor = std::io::Cursor::new(&out.init.bytes[..]);
+    let Any::Ftyp(ftyp) = Any::decode(&mut cursor).expect("ftyp") else { panic!("ftyp first") };
+    assert_eq!(ftyp.major_brand, mp4_atom::FourCC::new(b"iso6"));
+    let Any::Moov(moov) = Any::decode(&mut cursor).expect("moov") else { panic!("moov second") };
+    assert_eq!(cursor.position() as usize, out.init.bytes.len());
+    let Codec::Avc1(avc1) = &moov.trak[0].mdia.minf.stbl.stsd.codecs[0] else { panic!("avc1") };
+    assert_eq!((avc1.visual.width, avc1.visual.height), (320, 180));
+    assert_eq!(avc1.avcc.avc_profile_indication, 100);
+    let (video_header, _) = sequence_headers("h264_aac.flv");
+    assert_eq!(find_box(&out.init.bytes, b"avcC"), video_header.slice(5..), "the avcC as sent");
+    let Codec::Mp4a(mp4a) = &moov.trak[1].mdia.minf.stbl.stsd.codecs[0] else { panic!("mp4a") };
+    assert_eq!((mp4a.audio.channel_count, mp4a.audio.sample_rate.integer()), (2, 48000));
     assert_eq!((p.stats().inits, p.stats().fragments), (1, 21));
+}
+
+#[test]
+fn packager_is_send() {
+    // The RTMP layer runs one per connection on a tokio task.
+    fn send<T: Send>() {}
+    send::<Packager>();
 }
 
 #[test]
@@ -464,6 +484,8 @@ fn metadata_without_audio_starts_at_once() {
     let mut p = Packager::new(PART);
     p.metadata(&Metadata { has_audio: Some(false), width: Some(320), height: Some(180), ..Metadata::default() });
     p.video(0, avc).expect("avc");
+    assert!(drain(&mut p).is_empty(), "the init waits for media, not for audio");
+    p.video(0, video_frame(true, 0)).expect("key");
     let items = drain(&mut p);
     assert!(matches!(&items[..], [Item::Init(i)] if i.codecs() == "avc1.64000d"));
 }
@@ -633,4 +655,20 @@ proptest! {
         }
         p.flush();
     }
+}
+
+#[test]
+fn a_header_replaced_before_any_frame_gives_one_init() {
+    let (avc, aac) = sequence_headers("h264_aac.flv");
+    let (other, _) = sequence_headers("h264_bframes.flv");
+    let mut p = Packager::new(PART);
+    p.audio(0, aac).expect("aac");
+    p.video(0, avc).expect("avc");
+    p.video(0, other).expect("replaced at once");
+    feed_video(&mut p, 0, 6, 6);
+    p.flush();
+    let items = drain(&mut p);
+    let all = inits(&items);
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].resolution(), Some((318, 178)));
 }

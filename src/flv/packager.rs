@@ -296,13 +296,13 @@ impl Packager {
     }
 
     /// End of the publish: whatever is pending becomes a last fragment (the last video sample lasting as long
-    /// as the one before it). An init is written first if none was yet and a configuration is known.
+    /// as the one before it), after an init if none was written for it yet.
     pub fn flush(&mut self) {
         if self.failed.is_some() {
             return;
         }
         let result = self.finish_waiting().and_then(|()| self.close()).and_then(|()| {
-            if self.init.is_none() || self.dirty {
+            if (self.init.is_none() || self.dirty) && self.has_media() {
                 self.emit_init()?;
             }
             Ok(())
@@ -402,11 +402,13 @@ impl Packager {
         Ok(())
     }
 
-    /// Before a track's configuration is set. The first configuration of a track before the first init changes
-    /// nothing else. Otherwise what is pending goes out under the current init (written now, with the old
-    /// configurations, if there is none yet), a new init follows, and video restarts at a keyframe.
+    /// Before a track's configuration is set. While no init is written for the current configurations (before
+    /// the first, or after a change no media followed yet), a first configuration of a track, or one replacing a
+    /// configuration nothing was coded with, changes nothing else. Otherwise what is pending goes out under the
+    /// current init (written now, with the old configurations, if it is not yet), a new init follows, and video
+    /// restarts at a keyframe.
     fn reconfigure(&mut self, replaces: bool) -> Result<(), Error> {
-        if self.init.is_none() && !replaces {
+        if (self.init.is_none() || self.dirty) && !(replaces && self.has_media()) {
             return Ok(());
         }
         self.finish_waiting()?;
@@ -418,6 +420,14 @@ impl Packager {
         self.video.need_key = true;
         self.video.last_ms = None;
         Ok(())
+    }
+
+    /// Whether samples are pending or waiting for an init.
+    fn has_media(&self) -> bool {
+        self.video.waiting.is_some()
+            || !self.video.run.samples.is_empty()
+            || !self.audio.run.samples.is_empty()
+            || !self.closed.is_empty()
     }
 
     fn video_frame(
@@ -655,10 +665,11 @@ impl Packager {
         Ok(())
     }
 
-    /// Writes the init when every track the stream has is configured (or the start wait is over), then the
-    /// fragments closed while waiting for it.
+    /// Writes the init when every track the stream has is configured (or the start wait is over) and media has
+    /// come (so a header replaced before any frame does not cost an init), then the fragments closed while
+    /// waiting for it.
     fn maybe_start(&mut self) -> Result<(), Error> {
-        if !self.dirty {
+        if !self.dirty || !self.has_media() {
             return Ok(());
         }
         let (have_video, have_audio) = (self.video.config.is_some(), self.audio.config.is_some());
