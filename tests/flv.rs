@@ -672,3 +672,30 @@ fn a_header_replaced_before_any_frame_gives_one_init() {
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].resolution(), Some((318, 178)));
 }
+
+#[test]
+fn audio_alone_without_metadata_waits_then_cuts_what_piled_up() {
+    let (_, aac) = sequence_headers("h264_aac.flv");
+    let mut p = Packager::new(PART);
+    p.audio(0, aac).expect("aac");
+    let ms = |n: u32| n * 1024 * 1000 / 48000;
+    let mut n = 0;
+    while ms(n) < 1000 {
+        p.audio(ms(n), aac_frame(n)).expect("frame");
+        n += 1;
+    }
+    assert!(drain(&mut p).is_empty(), "a video header may still come");
+    for n in n..100 {
+        p.audio(ms(n), aac_frame(n)).expect("frame");
+    }
+    p.flush();
+    let items = drain(&mut p);
+    assert_eq!(inits(&items)[0].codecs(), "mp4a.40.2");
+    let f = fragments(&items);
+    // 9 frames (192 ms) each, the last with the remaining 1; contiguous from 0.
+    assert_eq!(f.len(), 12);
+    assert!(f[..11].iter().all(|f| f.tracks[0].samples == 9));
+    assert!(f
+        .windows(2)
+        .all(|w| w[0].tracks[0].base_decode_time + w[0].tracks[0].duration == w[1].tracks[0].base_decode_time));
+}

@@ -204,6 +204,77 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn high_profiles_chroma_formats_and_fields() {
+        // x264 High 4:4:4 Predictive (chroma_format_idc 3, JVT scaling matrices), 318x178.
+        const AVCC_444: [u8; 48] = [
+            0x01, 0xf4, 0x00, 0x0c, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0xf4, 0x00, 0x0c, 0x91, 0x9b, 0x28, 0x28, 0x33, 0xdc,
+            0x7e, 0x02, 0x20, 0x00, 0x00, 0x03, 0x00, 0x20, 0x00, 0x00, 0x06, 0x41, 0xe2, 0x85, 0x32, 0xc0, 0x01, 0x00,
+            0x07, 0x68, 0xef, 0x8f, 0x19, 0x30, 0x00, 0x19, 0xff, 0xf8, 0xf8, 0x00,
+        ];
+        // x264 High 4:2:2 10-bit, interlaced (frame_mbs_only_flag 0: heights count field pairs), 318x178.
+        const AVCC_422I: [u8; 45] = [
+            0x01, 0x7a, 0x00, 0x15, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x7a, 0x00, 0x15, 0xb6, 0xcd, 0x94, 0x14, 0x33, 0xd4,
+            0x46, 0x02, 0x20, 0x00, 0x00, 0x03, 0x00, 0x20, 0x00, 0x00, 0x06, 0x43, 0xe2, 0x85, 0x32, 0xc0, 0x01, 0x00,
+            0x04, 0x68, 0xfe, 0x8f, 0xcb, 0xfe, 0xfa, 0xfa, 0x00,
+        ];
+        let c = AvcConfig::parse(&AVCC_444).expect("4:4:4");
+        assert_eq!((c.profile, c.width, c.height), (244, 318, 178));
+        let c = AvcConfig::parse(&AVCC_422I).expect("4:2:2 interlaced");
+        assert_eq!((c.profile, c.width, c.height), (122, 318, 178));
+    }
+
+    /// Writes H.264 syntax elements, to build SPSs for paths no fixture takes.
+    #[derive(Default)]
+    struct Writer {
+        bits: Vec<bool>,
+    }
+
+    impl Writer {
+        fn u(&mut self, n: u32, v: u32) -> &mut Self {
+            (0..n).rev().for_each(|i| self.bits.push((v >> i) & 1 == 1));
+            self
+        }
+        fn ue(&mut self, v: u32) -> &mut Self {
+            let len = 32 - (v + 1).leading_zeros();
+            self.u(len - 1, 0).u(len, v + 1)
+        }
+        fn se(&mut self, v: i32) -> &mut Self {
+            self.ue(if v > 0 { 2 * v as u32 - 1 } else { (-2 * v) as u32 })
+        }
+        fn nal(&mut self) -> Vec<u8> {
+            self.u(1, 1);
+            while self.bits.len() % 8 != 0 {
+                self.bits.push(false);
+            }
+            let mut out = vec![0x67];
+            out.extend(self.bits.chunks(8).map(|c| c.iter().fold(0u8, |b, &bit| (b << 1) | u8::from(bit))));
+            out
+        }
+    }
+
+    #[test]
+    fn scaling_lists_and_poc_type_1() {
+        let mut w = Writer::default();
+        w.u(8, 100).u(8, 0).u(8, 30).ue(0); // High, level 3.0, sps id
+        w.ue(1).ue(0).ue(0).u(1, 0); // 4:2:0, 8-bit, no bypass
+        w.u(1, 1); // seq_scaling_matrix_present_flag
+        w.u(1, 1); // list 0 (4x4): explicit deltas
+        (0..16).for_each(|i| {
+            w.se(if i % 2 == 0 { 3 } else { -2 });
+        });
+        w.u(1, 0).u(1, 0).u(1, 0).u(1, 0).u(1, 0); // lists 1..5 absent
+        w.u(1, 1).se(-8); // list 6 (8x8): nextScale 0 at once, "use the default"
+        w.u(1, 0); // list 7 absent
+        w.ue(0).ue(1); // log2_max_frame_num_minus4, pic_order_cnt_type 1
+        w.u(1, 0).se(-1).se(2).ue(3).se(1).se(-1).se(4); // its cycle of 3 offsets
+        w.ue(2).u(1, 0); // max_num_ref_frames, gaps
+        w.ue(79).ue(44).u(1, 1).u(1, 1); // 1280x720 in macroblocks, frame_mbs_only, direct_8x8
+        w.u(1, 1).ue(0).ue(2).ue(0).ue(4); // cropping: 4 px right, 8 px bottom (units of 2)
+        w.u(1, 0); // no VUI
+        assert_eq!(sps_picture_size(&w.nal()), Ok((1276, 712)));
+    }
+
+    #[test]
     fn every_truncation_is_an_error() {
         // The last 4 bytes are the optional high-profile extension; cutting anywhere before them is malformed.
         let whole = &AVCC_320X180[..];
