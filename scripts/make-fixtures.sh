@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Writes the fMP4 fixtures used by tests/fmp4.rs and benches/splitter.rs, and the RTMP ones of tests/flv.rs.
+# Writes the fMP4 fixtures used by tests/fmp4.rs, tests/fmp4_writer.rs and the benches, and the RTMP ones of
+# tests/flv.rs.
 #
 # The commands are those of ../shared/FFMPEG.md in their "write a fixture file" form (everything after
 # `-frag_duration 200000` replaced by `-t 5 out.mp4`), with a smaller picture and bitrate so the files stay small.
@@ -13,6 +14,9 @@
 # - vp9_opus.mp4 (~260 KB): ftyp, moov (vp09.00.11.08 320x180, opus 48 kHz stereo), then 26 fragments: 25 with both
 #   tracks, video exactly 3072 ticks (0.200 s) with sync samples at fragments 0, 5, 10, 15, 20, Opus exactly 9600
 #   ticks; the last is audio only, the 312-tick (6.5 ms) Opus tail.
+# - h264_aac_gop4.mp4 (long GOPs, for the re-fragmenter): the h264_aac command with a 4 s GOP (-g 120), no
+#   -frag_duration (so frag_keyframe cuts one fragment per GOP), 8 s, lower bitrates. ftyp, moov (avc1 320x180,
+#   mp4a.40.2 48 kHz stereo), then one fragment per GOP, each starting with a sync sample.
 # Re-encoding gives different bytes (x264/libvpx timing under -re), so tests assert the structure above.
 #
 # The RTMP fixtures of tests/flv.rs (the FLV packager). An FLV file holds exactly the tag bodies an RTMP publish
@@ -56,6 +60,15 @@ ffmpeg -hide_banner -nostdin -loglevel warning -y \
   -c:a libopus -b:a 128k -ac 2 -ar 48000 \
   -f mp4 -movflags empty_moov+delay_moov+default_base_moof+frag_keyframe+skip_trailer \
   -frag_duration 200000 -t 5 "$out/vp9_opus.mp4"
+
+ffmpeg -hide_banner -nostdin -loglevel warning -y \
+  -re -f lavfi -i testsrc2=size=320x180:rate=30 \
+  -re -f lavfi -i sine=frequency=440:beep_factor=4:sample_rate=48000 \
+  -map 0:v -map 1:a \
+  -c:v libx264 -preset veryfast -tune zerolatency -pix_fmt yuv420p -b:v 150k -g 120 -keyint_min 120 -sc_threshold 0 \
+  -c:a aac -b:a 64k -ac 2 -ar 48000 \
+  -f mp4 -movflags empty_moov+delay_moov+default_base_moof+frag_keyframe+skip_trailer \
+  -t 8 "$out/h264_aac_gop4.mp4"
 
 ffmpeg -hide_banner -nostdin -loglevel warning -y \
   -f lavfi -i testsrc2=size=320x180:rate=30 \

@@ -1,15 +1,19 @@
 //! The CMAF writer read back by `mp4-atom` (an independent parser) and by our own splitter, and a round trip of
-//! the ffmpeg fixture: its configuration and samples, rewritten by the writer, read back equal.
+//! the ffmpeg fixture: its configuration and samples, rewritten by the writer, read back equal. Then the
+//! re-fragmenter, on random sample tables (proptest) and on a long-GOP ffmpeg fixture.
 #![allow(clippy::unwrap_used)]
 
 use std::io::Cursor;
+use std::time::Duration;
 
 use bytes::Bytes;
 use mp4_atom::{Any, Codec, Decode, Encode, Moof, Moov};
 use playlists::fmp4::{
-    write_fragment, write_init, CodecConfig, Fragment, Item, Sample, Splitter, TrackConfig, TrackFragment,
+    refragment, write_fragment, write_init, CodecConfig, Fragment, Init, Item, Sample, Splitter, TrackConfig,
+    TrackFragment,
 };
 use playlists::Error;
+use proptest::prelude::*;
 
 const H264: &[u8] = include_bytes!("fixtures/h264_aac.mp4");
 
@@ -375,5 +379,188 @@ fn ffmpeg_fixture_round_trip() {
     for (fa, fb) in a.iter().zip(&b) {
         assert_eq!(fa.tracks, fb.tracks);
         assert_eq!((fa.duration(), fa.independent()), (fb.duration(), fb.independent()));
+    }
+}
+
+// ---- Re-fragmenting ----
+
+const GOP4: &[u8] = include_bytes!("fixtures/h264_aac_gop4.mp4");
+
+fn split_all(bytes: &[u8]) -> (std::sync::Arc<Init>, Vec<Fragment>) {
+    let mut s = Splitter::new(4 << 20);
+    s.push(bytes);
+    let mut init = None;
+    let mut out = Vec::new();
+    while let Some(item) = s.next_item().unwrap() {
+        match item {
+            Item::Init(i) => init = Some(i),
+            Item::Fragment(f) => out.push(f),
+        }
+    }
+    assert_eq!(s.pending(), 0);
+    (init.unwrap(), out)
+}
+
+/// Every sample of a track over a list of fragments, as our own sample tables read them, with its bytes.
+fn track_samples(fragments: &[Fragment], init: &Init, track_id: u32) -> Vec<(u32, u32, u32, i64, Bytes)> {
+    let mut out = Vec::new();
+    for f in fragments {
+        for t in f.sample_tables(init).unwrap().tracks.iter().filter(|t| t.track_id == track_id) {
+            for s in &t.samples {
+                let data = f.bytes.slice(s.offset..s.offset + s.size as usize);
+                out.push((s.duration, s.size, s.flags, s.composition_offset, data));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn long_gop_fixture_refragmented_at_200_ms() {
+    let (init, fragments) = split_all(GOP4);
+    assert_eq!(init.codecs(), "avc1.64000d,mp4a.40.2");
+    assert_eq!(fragments.len(), 2, "one fragment per 4 s GOP");
+    let max = Duration::from_millis(200);
+    let mut all = Vec::new();
+    for (g, f) in fragments.iter().enumerate() {
+        assert!(f.independent());
+        assert!(f.duration() >= Duration::from_secs(3), "GOP {g} lasts {:?}", f.duration());
+        let pieces = refragment(f.clone(), &init, max).unwrap();
+        let video: Vec<u32> = pieces.iter().map(|p| p.tracks[0].samples).collect();
+        let audio: Vec<u32> =
+            pieces.iter().map(|p| p.tracks.iter().find(|r| r.track_id == 2).map_or(0, |r| r.samples)).collect();
+        println!("GOP {g}: {} pieces, video samples {video:?}, audio samples {audio:?}", pieces.len());
+        // 120 frames at 512 ticks (15360 Hz), 6 per 3072-tick piece.
+        assert_eq!(pieces.len(), 20);
+        assert!(video.iter().all(|&n| n == 6));
+        // AAC frames (1024 at 48 kHz = 21.3 ms) follow by decode time: 9 or 10 per 200 ms, except where the
+        // audio starts later than the video (32 ms in the second GOP: 8 frames in its first piece).
+        assert!(audio[1..].iter().all(|&n| (9..=10).contains(&n)), "{audio:?}");
+        assert!((8..=10).contains(&audio[0]), "{audio:?}");
+        let mut next = f.decode_time().unwrap().0;
+        for (i, p) in pieces.iter().enumerate() {
+            assert!(p.duration() <= max, "GOP {g} piece {i}: {:?}", p.duration());
+            assert_eq!(p.independent(), i == 0, "GOP {g} piece {i}");
+            assert_eq!(p.decode_time(), Some((next, 15360)), "tfdt follows on");
+            next += p.tracks[0].duration;
+        }
+        let total = |fs: &[Fragment], id: u32| {
+            fs.iter().flat_map(|f| f.tracks.iter().filter(move |r| r.track_id == id)).map(|r| r.duration).sum::<u64>()
+        };
+        for id in [1, 2] {
+            assert_eq!(total(&pieces, id), total(std::slice::from_ref(f), id), "track {id} duration");
+            assert_eq!(track_samples(&pieces, &init, id), track_samples(std::slice::from_ref(f), &init, id));
+        }
+        all.extend(pieces);
+    }
+
+    // mp4-atom reads the pieces, with the same samples as the original.
+    let mut file = init.bytes.to_vec();
+    for p in &all {
+        file.extend_from_slice(&p.bytes);
+    }
+    let (_, theirs) = oracle(&file);
+    let (_, original) = oracle(GOP4);
+    assert_eq!(theirs.len(), 40);
+    for id in [1, 2] {
+        let flat = |fs: &[OFragment]| -> Vec<OSample> {
+            fs.iter()
+                .flat_map(|f| f.tracks.iter().filter(|t| t.track_id == id))
+                .flat_map(|t| t.samples.clone())
+                .collect()
+        };
+        assert!(flat(&theirs) == flat(&original), "track {id}");
+    }
+}
+
+fn arb_track(video: bool) -> impl Strategy<Value = (u32, Vec<(u32, u32, bool, i32)>)> {
+    let timescale = prop_oneof![Just(15360u32), Just(90000), Just(48000), Just(44100), 1000u32..100_000];
+    let sample = (1u32..4000, 0u32..64, prop::bool::weighted(if video { 0.1 } else { 1.0 }), -3000i32..3000);
+    (timescale, prop::collection::vec(sample, 1..150)).prop_map(move |(ts, mut s)| {
+        if !video {
+            s.iter_mut().for_each(|x| (x.2, x.3) = (true, 0));
+        }
+        (ts, s)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn refragment_keeps_every_sample(
+        main in arb_track(true),
+        other in prop::option::of(arb_track(false)),
+        audio_main in any::<bool>(),
+        bases in (0u64..1 << 40, 0u64..1 << 40),
+        max_ms in prop_oneof![0u64..50, 50u64..1000, 1000u64..10_000],
+    ) {
+        let avcc = Bytes::from_static(&[1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 0]);
+        let asc = Bytes::from_static(&[0x11, 0x90]);
+        let main_codec = if audio_main {
+            CodecConfig::Aac { asc: asc.clone(), channels: 2, sample_rate: 48000 }
+        } else {
+            CodecConfig::H264 { avcc, width: 64, height: 64 }
+        };
+        let mut configs = vec![TrackConfig { track_id: 1, timescale: main.0, codec: main_codec }];
+        let to_samples = |s: &[(u32, u32, bool, i32)], audio: bool, seed: u8| -> Vec<Sample> {
+            s.iter().enumerate().map(|(i, &(duration, size, sync, cto))| Sample {
+                duration,
+                composition_offset: if audio { 0 } else { cto },
+                sync: audio || sync,
+                data: Bytes::from((0..size).map(|j| seed ^ (i as u8) ^ (j as u8)).collect::<Vec<_>>()),
+            }).collect()
+        };
+        let main_samples = to_samples(&main.1, audio_main, 0x11);
+        let other_samples = other.as_ref().map(|o| to_samples(&o.1, true, 0x77)).unwrap_or_default();
+        if let Some(o) = &other {
+            configs.push(TrackConfig { track_id: 2, timescale: o.0, codec: CodecConfig::Aac { asc, channels: 2, sample_rate: 48000 } });
+        }
+        let init = Init::parse(write_init(&configs).unwrap()).unwrap();
+        let mut tracks = vec![TrackFragment { track_id: 1, base_decode_time: bases.0, samples: &main_samples }];
+        if other.is_some() {
+            tracks.push(TrackFragment { track_id: 2, base_decode_time: bases.1, samples: &other_samples });
+        }
+        let original = Fragment::parse(write_fragment(5, &tracks).unwrap(), &init).unwrap();
+        let max = Duration::from_millis(max_ms);
+        let pieces = refragment(original.clone(), &init, max).unwrap();
+        if original.duration() <= max {
+            prop_assert_eq!(pieces.len(), 1);
+            prop_assert_eq!(pieces[0].bytes.as_ptr(), original.bytes.as_ptr());
+        }
+
+        for (id, samples, base) in [(1, &main_samples, bases.0), (2, &other_samples, bases.1)] {
+            let got = track_samples(&pieces, &init, id);
+            prop_assert_eq!(got.len(), samples.len(), "track {}", id);
+            for (g, s) in got.iter().zip(samples.iter()) {
+                let flags = if s.sync { 0x0200_0000 } else { 0x0101_0000 };
+                prop_assert_eq!((g.0, g.1, g.2, g.3), (s.duration, s.data.len() as u32, flags, i64::from(s.composition_offset)));
+                prop_assert_eq!(&g.4, &s.data);
+            }
+            // Each piece's tfdt is the original's plus the durations before it.
+            let mut next = base;
+            for p in &pieces {
+                for r in p.tracks.iter().filter(|r| r.track_id == id) {
+                    prop_assert_eq!(r.base_decode_time, next);
+                    next += r.duration;
+                }
+            }
+        }
+
+        let mut first_samples = Vec::new();
+        let mut at = 0usize;
+        for p in &pieces {
+            let run = p.tracks.iter().find(|r| r.track_id == 1).unwrap();
+            prop_assert!(p.duration() <= max || run.samples == 1, "piece of {:?} > {:?}", p.duration(), max);
+            prop_assert_eq!(p.independent(), audio_main || main_samples[at].sync);
+            first_samples.push(at);
+            at += run.samples as usize;
+        }
+        // (A fragment within max passes through whole, keyframes inside it or not.)
+        if !audio_main && original.duration() > max {
+            for (i, s) in main_samples.iter().enumerate() {
+                prop_assert!(!s.sync || i == 0 || first_samples.contains(&i), "sync sample {} inside a piece", i);
+            }
+        }
     }
 }

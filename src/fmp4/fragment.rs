@@ -54,7 +54,59 @@ fn ticks_to_duration(ticks: u64, timescale: u32) -> Duration {
     Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
+/// One sample as a fragment's `trun` describes it, with the `tfhd`/`trex` defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleEntry {
+    /// Duration in the track's timescale.
+    pub duration: u32,
+    /// Size in bytes.
+    pub size: u32,
+    /// ISO 14496-12 sample flags (bit 16 set: not a sync sample).
+    pub flags: u32,
+    /// Composition time minus decode time (unsigned in a version 0 `trun`, signed in version 1).
+    pub composition_offset: i64,
+    /// Where the sample's bytes start within [`Fragment::bytes`].
+    pub offset: usize,
+}
+
+impl SampleEntry {
+    /// Whether this is a sync sample.
+    pub fn is_sync(&self) -> bool {
+        self.flags & NON_SYNC == 0
+    }
+}
+
+/// Every sample of one `traf`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackSamples {
+    /// `tfhd` track id.
+    pub track_id: u32,
+    /// `tfdt` decode time of the first sample.
+    pub base_decode_time: u64,
+    /// The samples in decode order, over all the `traf`'s `trun`s.
+    pub samples: Vec<SampleEntry>,
+}
+
+/// A fragment's full sample tables (what [`Fragment`] itself does not keep).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SampleTables {
+    /// `mfhd` sequence number.
+    pub sequence: u32,
+    /// Where the `moof` starts within [`Fragment::bytes`]: everything before it are boxes such as `styp`.
+    pub moof_offset: usize,
+    /// One entry per `traf`, in `moof` order.
+    pub tracks: Vec<TrackSamples>,
+}
+
 impl Fragment {
+    /// Parses every sample of every `traf` (durations, sizes, flags, composition offsets and where the bytes
+    /// are). A `tfhd` with an absolute base data offset leaves the samples unlocatable: [`Error::Malformed`].
+    pub fn sample_tables(&self, init: &Init) -> Result<SampleTables, Error> {
+        let mut tables = SampleTables::default();
+        parse_fragment(&self.bytes, init, Some(&mut tables))?;
+        Ok(tables)
+    }
+
     /// Parses a fragment against the init segment that describes its tracks. Every `trun`'s samples must lie
     /// inside the `mdat` (unless `tfhd` gives an absolute base data offset, which a live stream cannot check).
     pub fn parse(bytes: Bytes, init: &Init) -> Result<Fragment, Error> {
@@ -85,6 +137,10 @@ impl Fragment {
 }
 
 fn parse_runs(bytes: &[u8], init: &Init) -> Result<Vec<TrackRun>, Error> {
+    parse_fragment(bytes, init, None)
+}
+
+fn parse_fragment(bytes: &[u8], init: &Init, mut tables: Option<&mut SampleTables>) -> Result<Vec<TrackRun>, Error> {
     let mut moof: Option<Child<'_>> = None;
     let mut mdat: Option<(u64, u64)> = None;
     for child in children(bytes) {
@@ -110,13 +166,35 @@ fn parse_runs(bytes: &[u8], init: &Init) -> Result<Vec<TrackRun>, Error> {
     let mut previous_traf_end = None;
     for traf in children(moof.body) {
         let traf = traf?;
-        if &traf.kind != b"traf" {
-            continue;
+        match &traf.kind {
+            b"traf" => {}
+            b"mfhd" => {
+                if let Some(t) = tables.as_deref_mut() {
+                    let mut r = Reader::new(traf.body, "mfhd");
+                    r.version_flags()?;
+                    t.sequence = r.u32()?;
+                }
+                continue;
+            }
+            _ => continue,
         }
         let ctx = TrafContext { moof_start: moof.offset as u64, mdat, previous_traf_end };
-        let (run, data_end) = parse_traf(traf.body, init, ctx)?;
+        let samples = match tables.as_deref_mut() {
+            Some(t) => {
+                t.tracks.push(TrackSamples { track_id: 0, base_decode_time: 0, samples: Vec::new() });
+                t.tracks.last_mut().map(|t| &mut t.samples)
+            }
+            None => None,
+        };
+        let (run, data_end) = parse_traf(traf.body, init, ctx, samples)?;
+        if let Some(t) = tables.as_deref_mut().and_then(|t| t.tracks.last_mut()) {
+            (t.track_id, t.base_decode_time) = (run.track_id, run.base_decode_time);
+        }
         previous_traf_end = Some(data_end);
         runs.push(run);
+    }
+    if let Some(t) = tables {
+        t.moof_offset = moof.offset;
     }
     if runs.is_empty() {
         return Err(Error::Malformed("moof without traf".into()));
@@ -173,7 +251,12 @@ fn parse_tfdt(body: &[u8]) -> Result<u64, Error> {
 }
 
 /// Parses one `traf`; returns its run and where its sample data ends (`None` when it cannot be known).
-fn parse_traf(traf: &[u8], init: &Init, ctx: TrafContext) -> Result<(TrackRun, Option<u64>), Error> {
+fn parse_traf(
+    traf: &[u8],
+    init: &Init,
+    ctx: TrafContext,
+    mut samples: Option<&mut Vec<SampleEntry>>,
+) -> Result<(TrackRun, Option<u64>), Error> {
     let mut tfhd = None;
     let mut tfdt = None;
     for child in children(traf) {
@@ -220,7 +303,9 @@ fn parse_traf(traf: &[u8], init: &Init, ctx: TrafContext) -> Result<(TrackRun, O
         if &child.kind != b"trun" {
             continue;
         }
-        let trun = parse_trun(child.body, defaults)?;
+        let first = samples.as_ref().map_or(0, |s| s.len());
+        let mdat_len = ctx.mdat.1 - ctx.mdat.0;
+        let trun = parse_trun(child.body, defaults, samples.as_deref_mut().map(|s| (s, mdat_len)))?;
         if run.samples == 0 && trun.samples > 0 {
             run.starts_with_sync = trun.first_flags & NON_SYNC == 0;
         }
@@ -243,8 +328,21 @@ fn parse_traf(traf: &[u8], init: &Init, ctx: TrafContext) -> Result<(TrackRun, O
                 )));
             }
             data_end = Some(end);
-        } else if trun.data_offset.is_some() {
-            data_end = None;
+            if let Some(samples) = samples.as_deref_mut() {
+                // Inside the mdat, which is inside the fragment's bytes: the offsets fit a usize.
+                let start = start as usize;
+                samples[first..].iter_mut().for_each(|s| s.offset += start);
+            }
+        } else {
+            if trun.data_offset.is_some() {
+                data_end = None;
+            }
+            if samples.is_some() {
+                return Err(Error::Malformed(format!(
+                    "trun of track {} with an absolute base data offset: its samples cannot be located",
+                    run.track_id
+                )));
+            }
         }
     }
     Ok((run, data_end))
@@ -265,9 +363,15 @@ struct Trun {
     data_size: u64,
 }
 
-fn parse_trun(body: &[u8], defaults: SampleDefaults) -> Result<Trun, Error> {
+/// Parses a `trun`. With `collect`, every sample is also appended to the vector, its `offset` relative to the
+/// run's first byte; the second value bounds the count of a run without per-sample fields (the mdat's length).
+fn parse_trun(
+    body: &[u8],
+    defaults: SampleDefaults,
+    mut collect: Option<(&mut Vec<SampleEntry>, u64)>,
+) -> Result<Trun, Error> {
     let mut r = Reader::new(body, "trun");
-    let (_, flags) = r.version_flags()?;
+    let (version, flags) = r.version_flags()?;
     let samples = r.u32()?;
     let data_offset = if flags & 0x001 != 0 { Some(r.u32()? as i32) } else { None };
     let first_flags = if flags & 0x004 != 0 { Some(r.u32()?) } else { None };
@@ -286,17 +390,47 @@ fn parse_trun(body: &[u8], defaults: SampleDefaults) -> Result<Trun, Error> {
     if per_sample == 0 {
         out.duration = u64::from(samples) * u64::from(defaults.duration);
         out.data_size = u64::from(samples) * u64::from(defaults.size);
+        if let Some((entries, limit)) = collect {
+            // Nothing in the box bounds the count; the mdat does (zero-size samples count as one byte).
+            if u64::from(samples) * u64::from(defaults.size.max(1)) > limit {
+                return Err(Error::Malformed(format!("trun declares {samples} samples, more than its mdat holds")));
+            }
+            entries.reserve(samples as usize);
+            for i in 0..u64::from(samples) {
+                let flags = if i == 0 { out.first_flags } else { defaults.flags };
+                let offset = (i * u64::from(defaults.size)) as usize;
+                entries.push(SampleEntry {
+                    duration: defaults.duration,
+                    size: defaults.size,
+                    flags,
+                    composition_offset: 0,
+                    offset,
+                });
+            }
+        }
         return Ok(out);
+    }
+    if let Some((entries, _)) = collect.as_mut() {
+        entries.reserve(samples as usize);
     }
     for i in 0..samples {
         let duration = if has_duration { r.u32()? } else { defaults.duration };
         let size = if has_size { r.u32()? } else { defaults.size };
         let sample_flags = if has_flags { Some(r.u32()?) } else { None };
-        if has_cto {
-            r.skip(4)?;
-        }
+        let cto = if has_cto { r.u32()? } else { 0 };
         if i == 0 && first_flags.is_none() {
             out.first_flags = sample_flags.unwrap_or(defaults.flags);
+        }
+        if let Some((entries, _)) = collect.as_mut() {
+            let flags = match (i, first_flags) {
+                (0, Some(f)) => f,
+                _ => sample_flags.unwrap_or(defaults.flags),
+            };
+            // Version 0 offsets are unsigned, version 1 signed.
+            let composition_offset = if version == 0 { i64::from(cto) } else { i64::from(cto as i32) };
+            // The run's data ends inside the mdat (checked by the caller), so these fit a usize there.
+            let offset = out.data_size as usize;
+            entries.push(SampleEntry { duration, size, flags, composition_offset, offset });
         }
         out.duration += u64::from(duration);
         out.data_size += u64::from(size);

@@ -15,9 +15,11 @@
 //! # Layout
 //! - [`boxes`]: box headers, child iteration, a bounds-checked field reader.
 //! - [`init`]: [`Init`], [`Track`], [`TrackKind`]; codec strings (RFC 6381) from the sample entries.
-//! - [`fragment`]: [`Fragment`], [`TrackRun`] and [`shift_decode_times`].
+//! - [`fragment`]: [`Fragment`], [`TrackRun`] and [`shift_decode_times`]; the full sample tables
+//!   ([`Fragment::sample_tables`]) for those that must look at every sample.
 //! - [`writer`]: the other direction, [`write_init`] from [`CodecConfig`]s and [`write_fragment`] from
 //!   [`Sample`]s (RTMP ingest, re-fragmenting).
+//! - [`refragment`](mod@refragment): [`refragment()`], cutting a fragment longer than the part target into parts.
 
 use std::sync::Arc;
 
@@ -28,10 +30,12 @@ use crate::error::Error;
 pub mod boxes;
 pub mod fragment;
 pub mod init;
+pub mod refragment;
 pub mod writer;
 
-pub use fragment::{shift_decode_times, Fragment, TrackRun};
+pub use fragment::{shift_decode_times, Fragment, SampleEntry, SampleTables, TrackRun, TrackSamples};
 pub use init::{Init, Track, TrackKind};
+pub use refragment::refragment;
 pub use writer::{write_fragment, write_init, CodecConfig, Sample, TrackConfig, TrackFragment};
 
 /// One complete unit split off the stream.
