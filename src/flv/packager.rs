@@ -1,4 +1,4 @@
-//! The packager: timed FLV messages in, CMAF items out (see `notes/packager-api.md`).
+//! The packager: timed FLV messages in, CMAF items out.
 //!
 //! Video decode times are the FLV timestamps at 90 kHz, and a sample's duration is the next sample's decode time
 //! minus its own, so a video sample is complete only when the next one arrives. Audio decode times count frames
