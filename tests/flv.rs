@@ -699,3 +699,18 @@ fn audio_alone_without_metadata_waits_then_cuts_what_piled_up() {
         .windows(2)
         .all(|w| w[0].tracks[0].base_decode_time + w[0].tracks[0].duration == w[1].tracks[0].base_decode_time));
 }
+
+#[test]
+fn picture_size_falls_back_on_metadata() {
+    // An hvcC with no parameter set arrays has no SPS to read the size from: onMetaData's is used.
+    let hvcc = find_box(&fixture("hevc.mp4"), b"hvcC");
+    let mut bare = hvcc[..23].to_vec();
+    bare[22] = 0;
+    let mut p = Packager::new(PART);
+    p.metadata(&Metadata { width: Some(640), height: Some(360), has_audio: Some(false), ..Metadata::default() });
+    p.video(0, Bytes::from([&b"\x90hvc1"[..], &bare].concat())).expect("hvcC without arrays");
+    p.video(0, Bytes::from_static(b"\x93hvc1\x00\x00\x00\x01\x26")).expect("key");
+    p.flush();
+    let items = drain(&mut p);
+    assert_eq!(inits(&items)[0].resolution(), Some((640, 360)));
+}
