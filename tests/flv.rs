@@ -714,3 +714,42 @@ fn picture_size_falls_back_on_metadata() {
     let items = drain(&mut p);
     assert_eq!(inits(&items)[0].resolution(), Some((640, 360)));
 }
+
+proptest! {
+    /// Every codec record parser on random bytes, and on the real records with a byte changed and cut short:
+    /// an `Ok` or an `Err`, never a panic.
+    #[test]
+    fn record_parsers_never_panic(
+        random in prop::collection::vec(any::<u8>(), 0..128),
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        use playlists::flv::{aac::AudioSpecificConfig, av1::Av1Config, avc, hevc, opus};
+        let parse_all = |b: &[u8]| {
+            let _ = avc::AvcConfig::parse(b);
+            let _ = avc::sps_picture_size(b);
+            let _ = hevc::HevcConfig::parse(b);
+            let _ = hevc::sps_picture_size(b);
+            let _ = Av1Config::parse(b);
+            let _ = AudioSpecificConfig::parse(b);
+            let _ = opus::OpusHead::parse(b);
+            let _ = opus::packet_duration(b);
+        };
+        parse_all(&random);
+        let (avc_header, aac_header) = sequence_headers("h264_aac.flv");
+        let records = [
+            avc_header.slice(5..),
+            aac_header.slice(2..),
+            find_box(&fixture("hevc.mp4"), b"hvcC"),
+            find_box(&fixture("av1.mp4"), b"av1C"),
+        ];
+        for record in records {
+            let mut r = record.to_vec();
+            let i = at.index(r.len());
+            r[i] ^= byte;
+            parse_all(&r);
+            parse_all(&r[..cut.index(r.len() + 1)]);
+        }
+    }
+}
