@@ -28,6 +28,8 @@ const players = [
   ['demo stream of the release binary, direct', load('demo_binary')],
   ['ffmpeg H.264+AAC, direct to the origin', load('player_h264_aac')],
   ['ffmpeg VP9+Opus, direct to the origin', load('player_vp9_opus')],
+  ['ffmpeg over RTMP with OBS settings (x264 CBR, 2 s GOP, AAC 48 kHz), direct', load('player_rtmp')],
+  ['ffmpeg fMP4, one fragment per 4 s GOP (cut into parts), direct', load('player_gop4')],
 ];
 const edge = load('edge_nginx');
 if (edge) players.push(['ffmpeg H.264+AAC, through the nginx edge', edge.hlsjs_through_edge]);
@@ -81,6 +83,38 @@ for (const [name, r] of players) {
   if (!r) continue;
   push(
     `| ${name} | ${r.startup_ms} ms | ${pct(r.advance)} | ${r.waiting} | ${f(r.latency_median)} s (${f(r.latency_max)} s) | ${r.fatal} | ${r.requests.parts} | ${r.requests.blocking_playlists} | ${(r.load_average ?? []).join(' → ')} |`,
+  );
+}
+const cut = [
+  ['RTMP (OBS settings)', load('player_rtmp')],
+  ['fMP4, one fragment per 4 s GOP', load('player_gop4')],
+].filter(([, r]) => r);
+if (cut.length) {
+  push(
+    '',
+    'Encoders that do not send 200 ms fragments (issue 10): what the playlist advertised, and where hls.js aimed.',
+    'A 4 s fragment reaches the origin whole, so its parts arrive together and PART-HOLD-BACK covers the burst.',
+    '',
+    '| stream | PART-TARGET | PART-HOLD-BACK | hls.js target latency | latency median |',
+    '|---|---|---|---|---|',
+    ...cut.map(
+      ([name, r]) =>
+        `| ${name} | ${f(r.part_target, 3)} s | ${f(r.part_hold_back, 3)} s | ${f(r.target_latency)} s | ${f(r.latency_median)} s |`,
+    ),
+  );
+}
+const refusals = load('refusals');
+if (refusals) {
+  const row = (name, r) => `| ${name} | ${r.exit} | ${f(r.seconds_to_exit, 2)} s | ${String(r.stderr ?? '').replaceAll('|', '/')} |`;
+  push(
+    '',
+    'ffmpeg refused (wrong credentials): it exits by itself, non-zero, once the origin refuses and closes.',
+    '',
+    '| push | exit code | seconds from start to exit | ffmpeg\'s last line |',
+    '|---|---|---|---|',
+    row('HTTP, wrong bearer token', refusals.http_wrong_token),
+    row('RTMP, wrong key', refusals.rtmp_wrong_key),
+    row('RTMP, no key', refusals.rtmp_no_key),
   );
 }
 const readers = [load('player_h264_aac'), load('player_vp9_opus')].filter(Boolean);

@@ -224,7 +224,11 @@ struct Origin {
 }
 
 async fn origin() -> Origin {
-    let engine = Engine::start(EngineConfig::default()).unwrap();
+    origin_with(EngineConfig::default()).await
+}
+
+async fn origin_with(config: EngineConfig) -> Origin {
+    let engine = Engine::start(config).unwrap();
     let routes = engine.routes();
     let counts = Arc::new(Mutex::new(Counts::default()));
     let counter = Arc::clone(&counts);
@@ -800,4 +804,147 @@ async fn nginx_edge_plays_and_collapses_50_viewers_to_one_origin_request_per_par
     assert!(counts.blocking_playlists <= 2 * parts_published, "{result}");
     assert!(counts.parts <= 2 * parts_published, "{result}");
     assert!(counts.total() * 10 <= viewer_requests, "{result}");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// d. Encoders as users set them up (issue 10): RTMP as OBS sends it, one fragment per long GOP, wrong credentials
+
+/// The origin with an RTMP listener beside it; answers the RTMP port.
+async fn with_rtmp(origin: &Origin) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let publishers = origin.engine.publishers().clone();
+    actix_rt::spawn(async move {
+        let never = std::future::pending::<()>();
+        playlists_actors::ingest::rtmp::run(listener, publishers, never).await.unwrap();
+    });
+    port
+}
+
+/// ffmpeg with OBS's usual settings (x264 CBR, 2 s keyframe interval, AAC 48 kHz stereo) publishing to `url`
+/// (`rtmp://...`) for `secs`.
+fn ffmpeg_rtmp(url: &str, secs: u32) -> Command {
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-nostdin", "-loglevel", "warning"]);
+    c.args(["-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"]);
+    c.args(["-re", "-f", "lavfi", "-i", "sine=frequency=440:beep_factor=4:sample_rate=48000"]);
+    c.args(["-map", "0:v", "-map", "1:a"]);
+    c.args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"]);
+    // CBR as OBS sets it: bitrate, maxrate and a one-second buffer.
+    c.args(["-b:v", "1500k", "-maxrate", "1500k", "-bufsize", "1500k", "-x264-params", "nal-hrd=cbr"]);
+    c.args(["-g", "60", "-keyint_min", "60", "-sc_threshold", "0"]);
+    c.args(["-c:a", "aac", "-b:a", "128k", "-ac", "2", "-ar", "48000"]);
+    c.args(["-t", &secs.to_string(), "-f", "flv", url]);
+    c
+}
+
+/// The `DURATION=` of every `EXT-X-PART` and the `PART-TARGET` of a playlist.
+fn part_durations(text: &str) -> (f64, Vec<f64>) {
+    let value = |l: &str, key: &str| -> Option<f64> { l.split(key).nth(1)?.split(',').next()?.trim().parse().ok() };
+    let target = text.lines().find_map(|l| value(l, "PART-TARGET=")).unwrap_or(f64::NAN);
+    let parts = text.lines().filter(|l| l.starts_with("#EXT-X-PART:")).filter_map(|l| value(l, "DURATION=")).collect();
+    (target, parts)
+}
+
+/// What a player relies on for low latency, read off the playlist: every part and PART-TARGET at most 0.25 s.
+fn assert_short_parts(text: &str) -> (f64, f64) {
+    let (target, parts) = part_durations(text);
+    assert!(target <= 0.25, "PART-TARGET {target}:\n{text}");
+    assert!(!parts.is_empty() && parts.iter().all(|d| *d <= target), "a part over PART-TARGET:\n{text}");
+    let hold_back = text.split("PART-HOLD-BACK=").nth(1).and_then(|v| v.split(',').next()?.parse().ok());
+    (target, hold_back.unwrap_or(f64::NAN))
+}
+
+#[actix_web::test]
+#[ignore = "needs ffmpeg, chromium and e2e/node_modules: run scripts/e2e.sh"]
+async fn hlsjs_plays_an_rtmp_publish_from_ffmpeg_with_obs_settings() {
+    let origin = origin().await;
+    let port = with_rtmp(&origin).await;
+    let stream = "obs";
+    let mut ffmpeg = Proc::spawn("ffmpeg (RTMP)", ffmpeg_rtmp(&format!("rtmp://127.0.0.1:{port}/live/{stream}"), 45));
+    let text = origin.wait_ready(stream, &mut ffmpeg).await;
+    let (part_target, part_hold_back) = assert_short_parts(&text);
+    let url = origin.playlist_url(stream);
+    let mut r = play(&url, 20).await;
+    let (_, body) = get(&origin.client, &url).await;
+    let last = String::from_utf8(body.to_vec()).unwrap();
+    assert_short_parts(&last);
+    drop(ffmpeg);
+    let api: Value = {
+        let (_, body) = get(&origin.client, &format!("{}/api/streams/{stream}", origin.base)).await;
+        serde_json::from_slice(&body).unwrap()
+    };
+    r["codecs"] = api["codecs"].clone();
+    r["part_target"] = json!(part_target);
+    r["part_hold_back"] = json!(part_hold_back);
+    save("player_rtmp", &r);
+    assert_played(&r);
+    assert!(api["codecs"].as_str().is_some_and(|c| c.starts_with("avc1.") && c.contains("mp4a.40.2")), "{api}");
+    // The player aims at PART-HOLD-BACK behind the edge: what the playlist lets it get to.
+    let target = r["target_latency"].as_f64().unwrap();
+    assert!(target <= 1.5, "hls.js aims {target} s behind live: {r}");
+}
+
+#[actix_web::test]
+#[ignore = "needs ffmpeg, chromium and e2e/node_modules: run scripts/e2e.sh"]
+async fn hlsjs_plays_one_fragment_per_4s_gop_in_short_parts() {
+    let origin = origin().await;
+    let stream = "gop4";
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-nostdin", "-loglevel", "warning"]);
+    c.args(["-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"]);
+    c.args(["-re", "-f", "lavfi", "-i", "sine=frequency=440:beep_factor=4:sample_rate=48000"]);
+    c.args(["-map", "0:v", "-map", "1:a"]);
+    c.args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"]);
+    c.args(["-b:v", "800k", "-g", "120", "-keyint_min", "120", "-sc_threshold", "0"]);
+    c.args(["-c:a", "aac", "-b:a", "128k", "-ac", "2", "-ar", "48000", "-t", "50"]);
+    // What the issue found failing: one fragment per GOP, no -frag_duration.
+    c.args(["-f", "mp4", "-movflags", "empty_moov+default_base_moof+frag_keyframe"]);
+    c.args(["-method", "POST", "-chunked_post", "1", "-content_type", "video/mp4", &origin.ingest_url(stream)]);
+    let mut ffmpeg = Proc::spawn("ffmpeg (4 s GOP)", c);
+    let text = origin.wait_ready(stream, &mut ffmpeg).await;
+    let (part_target, part_hold_back) = assert_short_parts(&text);
+    assert!(text.contains("#EXT-X-TARGETDURATION:4\n"), "the target duration fits the GOP:\n{text}");
+    let url = origin.playlist_url(stream);
+    let mut r = play(&url, 20).await;
+    drop(ffmpeg);
+    r["part_target"] = json!(part_target);
+    r["part_hold_back"] = json!(part_hold_back);
+    save("player_gop4", &r);
+    assert_played(&r);
+}
+
+/// ffmpeg pushing with a wrong credential exits with an error by itself, long before its input ends.
+async fn refused_encoder(mut cmd: Command, what: &str) -> Value {
+    let started = Instant::now();
+    let mut ffmpeg = Proc::spawn(what, {
+        cmd.stdin(Stdio::null());
+        cmd
+    });
+    // A hang guard only: ffmpeg's input runs 60 s; it must stop on the refusal, whenever that is.
+    let (status, _, err) = ffmpeg.finish(Duration::from_secs(30)).await;
+    let secs = started.elapsed().as_secs_f64();
+    assert!(!status.success(), "{what} exited 0 after a refusal:\n{err}");
+    json!({ "exit": status.code(), "seconds_to_exit": (secs * 1000.0).round() / 1000.0, "stderr": err.lines().last() })
+}
+
+#[actix_web::test]
+#[ignore = "needs ffmpeg: run scripts/e2e.sh"]
+async fn ffmpeg_with_a_wrong_credential_is_refused_over_http_and_rtmp() {
+    let auth = playlists_actors::auth::IngestAuth { tokens: vec!["right".into()], ..Default::default() };
+    let origin = origin_with(EngineConfig { auth, ..EngineConfig::default() }).await;
+    let port = with_rtmp(&origin).await;
+    let mut http = ffmpeg_push(&origin.ingest_url("cam"), Codec::H264Aac, 60);
+    // `-headers` must come before the output URL, which ffmpeg_push puts last.
+    let url = http.get_args().last().unwrap().to_owned();
+    let mut args: Vec<_> = http.get_args().map(|a| a.to_owned()).collect();
+    args.pop();
+    http = Command::new("ffmpeg");
+    http.args(args).arg("-headers").arg("Authorization: Bearer wrong\r\n").arg(url);
+    let over_http = refused_encoder(http, "ffmpeg (HTTP, wrong token)").await;
+    let over_rtmp =
+        refused_encoder(ffmpeg_rtmp(&format!("rtmp://127.0.0.1:{port}/live/cam?key=wrong"), 60), "ffmpeg (RTMP)").await;
+    let no_key = refused_encoder(ffmpeg_rtmp(&format!("rtmp://127.0.0.1:{port}/live/cam"), 60), "ffmpeg (RTMP)").await;
+    assert!(origin.engine.playlists().stream(&StreamId::parse("cam").unwrap()).is_none(), "nothing was published");
+    save("refusals", &json!({ "http_wrong_token": over_http, "rtmp_wrong_key": over_rtmp, "rtmp_no_key": no_key }));
 }
