@@ -27,6 +27,11 @@ pub struct Options {
     pub max_init_bytes: usize,
     /// Most parts one segment may hold; a segment is closed before it would hold more.
     pub max_parts_per_segment: usize,
+    /// The longest part. An incoming fragment longer than this is cut at sample boundaries into parts of at most
+    /// this, so an encoder that sends one fragment per GOP (or 1-10 s fragments) still gets low-latency parts; an
+    /// RTMP publish is packaged into parts of at most this. Default 250 ms: ffmpeg's usual 200 ms fragments (221 ms
+    /// without `delay_moov`) pass unchanged, and a 30 fps stream is cut into parts of 6-7 frames.
+    pub max_part: Duration,
     /// Level for the precompressed playlists (1 = fastest … 9 = smallest). Default 1, as nginx's
     /// `gzip_comp_level`: each part's playlists are compressed before its held requests are answered, and level 1
     /// takes about a third of the time of level 4 for a playlist about a fifth larger (BENCHMARKS.md).
@@ -44,6 +49,7 @@ impl Default for Options {
             max_part_bytes: 16 << 20,
             max_init_bytes: 1 << 20,
             max_parts_per_segment: 64,
+            max_part: Duration::from_millis(250),
             gzip_level: 1,
         }
     }
@@ -74,6 +80,10 @@ impl Options {
         }
         if !(2..=4096).contains(&self.max_parts_per_segment) {
             return bad("max_parts_per_segment must be 2 to 4096".into());
+        }
+        // A part shorter than a frame cannot be cut; 20 ms is one frame at 50 fps.
+        if self.max_part < Duration::from_millis(20) || self.max_part > td {
+            return bad("max_part must be 20 ms to the target duration".into());
         }
         if !(1..=9).contains(&self.gzip_level) {
             return bad("gzip_level must be 1 to 9".into());

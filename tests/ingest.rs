@@ -11,7 +11,7 @@ use std::time::Duration;
 use awc::http::StatusCode;
 use common::{last_part, lines, settle, start, start_default, Media, Server};
 use playlists::{Options, StreamId};
-use playlists_actors::http::IngestAuth;
+use playlists_actors::auth::IngestAuth;
 use playlists_actors::registry::Lookup;
 use playlists_actors::status::Event;
 use playlists_actors::stream::{End, Fault};
@@ -106,7 +106,7 @@ async fn bad_input_never_touches_what_is_published() {
 
 #[actix_web::test]
 async fn ingest_tokens() {
-    let auth = IngestAuth { tokens: vec!["s3cret".into()] };
+    let auth = IngestAuth { tokens: vec!["s3cret".into()], ..IngestAuth::default() };
     let server = start(EngineConfig { auth, ..EngineConfig::default() }).await;
     let media = Media::h264();
     assert_eq!(server.post("/ingest/cam", media.file.clone()).await.status, StatusCode::FORBIDDEN);

@@ -8,9 +8,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use playlists_actors::http::IngestAuth;
+use playlists_actors::auth::IngestAuth;
 use playlists_actors::ingest::rtmp;
-use playlists_actors::ingest::standin::Publishers;
 use playlists_actors::EngineConfig;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
@@ -34,21 +33,24 @@ struct Rtmp {
 
 impl Rtmp {
     async fn start(config: EngineConfig) -> Self {
-        let auth = config.auth.clone();
         let http = common::start(config).await;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let publishers = Publishers::new(http.engine.clone(), auth);
+        let publishers = http.engine.publishers().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             let _ = stopped.await;
         };
-        let done = actix_rt::spawn(rtmp::run(listener, publishers, Duration::from_millis(200), shutdown));
+        let done = actix_rt::spawn(rtmp::run(listener, publishers, shutdown));
         Rtmp { http, addr, stop: Some(stop), done: Some(done) }
     }
 
     async fn with_key(key: &str) -> Self {
-        Self::start(EngineConfig { auth: IngestAuth { tokens: vec![key.to_owned()] }, ..Default::default() }).await
+        Self::start(EngineConfig {
+            auth: IngestAuth { tokens: vec![key.to_owned()], keys: Vec::new() },
+            ..Default::default()
+        })
+        .await
     }
 
     async fn stop(&mut self) {

@@ -13,7 +13,7 @@ use awc::http::StatusCode;
 use awc::ws;
 use common::{lines, start, start_default, Media, Server};
 use futures_util::{SinkExt as _, StreamExt as _};
-use playlists_actors::http::IngestAuth;
+use playlists_actors::auth::IngestAuth;
 use playlists_actors::{Engine, EngineConfig};
 use serde_json::Value;
 
@@ -317,7 +317,7 @@ async fn delete_ends_a_stream() {
 
 #[actix_web::test]
 async fn delete_needs_the_ingest_token() {
-    let auth = IngestAuth { tokens: vec!["s3cret".into()] };
+    let auth = IngestAuth { tokens: vec!["s3cret".into()], ..IngestAuth::default() };
     let server = start(EngineConfig { auth, ..EngineConfig::default() }).await;
     let media = Media::h264();
     server.publish("cam", &media, 3).await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
-use crate::http::IngestAuth;
+use crate::auth::IngestAuth;
 use crate::stream::Lifetimes;
 use crate::{EngineConfig, ServeConfig};
 
@@ -147,7 +147,7 @@ impl Config {
         Ok(ServeConfig {
             engine: EngineConfig {
                 options,
-                auth: IngestAuth { tokens },
+                auth: IngestAuth { tokens, ..IngestAuth::default() },
                 lifetimes: Lifetimes {
                     idle: self.idle_secs.map_or(engine.lifetimes.idle, |s| Duration::from_secs(s.max(1))),
                     grace: self.grace_secs.map_or(engine.lifetimes.grace, Duration::from_secs),

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use playlists::fmp4::{self, Fragment, Item, Splitter};
 use playlists::StreamId;
 
+use crate::publisher::PublishError;
 use crate::Engine;
 
 /// The demo stream's id.
@@ -52,7 +53,7 @@ pub fn spawn(engine: Engine, name: &str) {
     };
     actix::spawn(async move {
         match run(&engine, &id, FIXTURE).await {
-            Err(crate::http::ApiError::Data(playlists::Error::ShuttingDown)) => {
+            Err(PublishError::Data(playlists::Error::ShuttingDown)) => {
                 tracing::info!(stream = %id, "demo stream stopped for the shutdown");
             }
             Err(e) => tracing::error!(stream = %id, "demo stream stopped: {e}"),
@@ -62,7 +63,7 @@ pub fn spawn(engine: Engine, name: &str) {
 }
 
 /// Publishes `file` as stream `id` in a loop, pacing every fragment by its duration.
-pub async fn run(engine: &Engine, id: &StreamId, file: &[u8]) -> Result<(), crate::http::ApiError> {
+pub async fn run(engine: &Engine, id: &StreamId, file: &[u8]) -> Result<(), PublishError> {
     let pass = split(file)?;
     let init = engine.publish_init(id, pass.init.clone()).await?;
     tracing::info!(stream = %id, codecs = init.codecs(), "publishing the demo stream at real-time pace");

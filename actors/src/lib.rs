@@ -2,6 +2,9 @@
 //!
 //! # Layout
 //!
+//! - [`publisher`]: `Publishers` and `Publisher`, the publishing core every ingest source (HTTP, RTMP, this API,
+//!   the demo) hands its inits and fragments to; re-fragmenting to the part target happens there.
+//! - [`auth`]: `IngestAuth`, who may publish (tokens, per-stream keys, loopback).
 //! - [`stream`]: `StreamActor`, the one writer of a live stream (rollover, publish, idle and end).
 //! - [`registry`]: `Registry`, which routes stream ids to actors, creates, ends and removes streams, and re-creates
 //!   an actor that died without losing what it published.
@@ -26,11 +29,13 @@
 //! # }
 //! ```
 
+pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod http;
 pub mod ingest;
 pub mod pinning;
+pub mod publisher;
 pub mod registry;
 pub mod status;
 pub mod stream;
@@ -42,16 +47,18 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 use bytes::Bytes;
-use playlists::fmp4::{Fragment, Init};
+use playlists::fmp4::{Fragment, Init, Item};
 use playlists::playlists::Published;
 use playlists::{Options, Playlists, StreamId};
 
+use crate::auth::IngestAuth;
 use crate::http::metrics::Metrics;
 use crate::http::page::{Page, DEFAULT_HLS_JS_URL};
-use crate::http::{ApiError, AppState, IngestAuth};
-use crate::registry::{EndAll, EndStream, Registry, Route};
+use crate::http::AppState;
+use crate::publisher::{PublishError, Publisher, Publishers, Source};
+use crate::registry::{EndAll, EndStream, Registry};
 use crate::status::{Sampler, StatusHub};
-use crate::stream::{Item, Lifetimes};
+use crate::stream::Lifetimes;
 
 /// What an [`Engine`] is built from.
 #[derive(Debug, Clone)]
@@ -93,6 +100,9 @@ const STATS_EVERY: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct Engine {
     state: web::Data<AppState>,
+    /// The publisher of each stream the `publish_*` methods have published to, kept instead of asking the
+    /// registry for every part.
+    api: Arc<std::sync::Mutex<std::collections::HashMap<StreamId, Publisher>>>,
 }
 
 impl Engine {
@@ -105,18 +115,25 @@ impl Engine {
         let registry = Registry::new(Arc::clone(&playlists), hub.clone(), config.lifetimes).start();
         let page = Page::new(&config.hls_js_url);
         let cache = http::playback::CacheHeaders::new(u64::from(playlists.options().target_duration));
+        let publishers = Publishers::new(
+            Arc::clone(&playlists),
+            registry.clone(),
+            hub.clone(),
+            config.auth,
+            config.actors_on_ingest_workers,
+        );
         let state = web::Data::new(AppState {
             playlists,
             registry,
             hub,
-            auth: config.auth,
+            publishers,
             metrics,
             page,
             cache,
             actors_on_ingest_workers: config.actors_on_ingest_workers,
         });
         spawn_sampler(Arc::downgrade(&state.clone().into_inner()));
-        Ok(Self { state })
+        Ok(Self { state, api: Arc::default() })
     }
 
     /// The Prometheus text of `/metrics`.
@@ -145,30 +162,53 @@ impl Engine {
         &self.state.registry
     }
 
-    async fn deliver(&self, id: &StreamId, item: Item) -> Result<Option<Published>, ApiError> {
-        let mut addr =
-            self.state.registry.send(Route { id: id.clone(), arbiter: None }).await.map_err(|_| stopped())??;
-        http::ingest::deliver_one(&self.state, id, &mut addr, item).await
+    /// Opens streams for publishing: what HTTP and RTMP ingest use, for an application's own sources.
+    pub fn publishers(&self) -> &Publishers {
+        &self.state.publishers
+    }
+
+    /// Publishes `item` to `id` through the publisher kept for it (opened on first use, and again once the stream
+    /// it published to is gone).
+    async fn publish(&self, id: &StreamId, item: Item) -> Result<Vec<Published>, PublishError> {
+        let kept = self.kept().get(id).filter(|p| p.is_live()).cloned();
+        let mut publisher = match kept {
+            Some(p) => p,
+            None => self.state.publishers.attach(id, Source::Api).await?,
+        };
+        let result = publisher.publish(item).await;
+        let mut kept = self.kept();
+        if !publisher.is_live() {
+            kept.remove(id);
+        } else if kept.insert(id.clone(), publisher).is_none() {
+            // A new entry: drop those of streams that are gone, so the map holds live streams only.
+            kept.retain(|_, p| p.is_live());
+        }
+        result
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<StreamId, Publisher>> {
+        self.api.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Sets the init segment of `id` (creating the stream), without HTTP.
-    pub async fn publish_init(&self, id: &StreamId, init: Bytes) -> Result<Arc<Init>, ApiError> {
+    pub async fn publish_init(&self, id: &StreamId, init: Bytes) -> Result<Arc<Init>, PublishError> {
         let init = Arc::new(Init::parse(init)?);
-        self.deliver(id, Item::Init(Arc::clone(&init))).await?;
+        self.publish(id, Item::Init(Arc::clone(&init))).await?;
         Ok(init)
     }
 
-    /// Publishes one fragment (moof+mdat) as the next part of `id`, without HTTP.
-    pub async fn publish_fragment(&self, id: &StreamId, fragment: Bytes) -> Result<Published, ApiError> {
+    /// Publishes one fragment (moof+mdat) as the next part of `id` (or parts, if it is longer than the part
+    /// target), without HTTP. Answers the last part published.
+    pub async fn publish_fragment(&self, id: &StreamId, fragment: Bytes) -> Result<Published, PublishError> {
         let stream = self.playlists().stream(id).ok_or(playlists::Error::UnknownStream)?;
         let init = stream.current_init().ok_or(playlists::Error::NoInit)?;
         let fragment = Fragment::parse(fragment, &init)?;
         self.publish_parsed(id, fragment).await
     }
 
-    /// Publishes an already parsed fragment.
-    pub async fn publish_parsed(&self, id: &StreamId, fragment: Fragment) -> Result<Published, ApiError> {
-        self.deliver(id, Item::Fragment(fragment)).await?.ok_or_else(stopped)
+    /// Publishes an already parsed fragment; answers the last part published.
+    pub async fn publish_parsed(&self, id: &StreamId, fragment: Fragment) -> Result<Published, PublishError> {
+        self.publish(id, Item::Fragment(fragment)).await?.pop().ok_or_else(stopped)
     }
 
     /// Ends `id` (`EXT-X-ENDLIST`); false if it was not live.
@@ -206,8 +246,8 @@ fn spawn_sampler(state: std::sync::Weak<AppState>) {
     });
 }
 
-fn stopped() -> ApiError {
-    ApiError::Unavailable("the engine is stopping".into())
+fn stopped() -> PublishError {
+    PublishError::Unavailable("the stream's actor failed while publishing; retry".into())
 }
 
 /// Settings of [`serve`] beyond the engine's.

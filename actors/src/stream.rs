@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use actix::WeakAddr;
-use playlists::fmp4::{Fragment, Init};
+use playlists::fmp4::Item;
 use playlists::manifest::Warning;
 use playlists::playlists::{Published, Stream};
 use playlists::Error;
@@ -29,15 +29,6 @@ pub const MAILBOX: usize = 32;
 
 /// How often the actor checks for idleness.
 const TICK: Duration = Duration::from_millis(500);
-
-/// What an ingest connection delivers.
-#[derive(Debug)]
-pub enum Item {
-    /// A new init segment.
-    Init(Arc<Init>),
-    /// One fragment: one part.
-    Fragment(Fragment),
-}
 
 /// Publish an item; the outcome comes back on `reply` (ingest uses `try_send`, so a full mailbox is a 503
 /// instead of an unbounded queue).

@@ -6,18 +6,19 @@
 //! 400 malformed, 503 when the stream's mailbox is full. A rejected upload is answered and its connection closed
 //! (an encoder such as ffmpeg does not read the response while it uploads).
 
+use actix_web::body::MessageBody;
 use actix_web::http::ConnectionType;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
-use playlists::fmp4::{Init, Item as SplitItem, Splitter};
+use playlists::fmp4::{Init, Item, Splitter};
 use playlists::playlists::Published;
 use playlists::{Error, StreamId};
 use serde::Serialize;
 use std::sync::Arc;
 
 use super::{ApiError, AppState};
-use crate::registry::{EndStream, Route};
-use crate::stream::{Item, StreamHandle, Undelivered};
+use crate::publisher::{PublishError, Source};
+use crate::registry::EndStream;
 
 /// What an upload did, answered when its body ends.
 #[derive(Debug, Default, Serialize)]
@@ -41,115 +42,66 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// The item to hand to the stream's actor, counting the inits.
-    fn take(&mut self, item: SplitItem) -> Item {
-        match item {
-            SplitItem::Init(init) => {
-                self.inits += 1;
-                Item::Init(init)
-            }
-            SplitItem::Fragment(f) => Item::Fragment(f),
+    /// Counts what publishing one item (`init` or a fragment) did.
+    fn add(&mut self, init: bool, published: &[Published]) {
+        self.inits += u32::from(init);
+        for p in published {
+            self.parts += 1;
+            self.bytes += p.bytes as u64;
+            self.segments_closed += u64::from(p.closed.is_some());
+            self.last = Some(p.position.to_string());
         }
     }
-
-    fn add(&mut self, p: &Published) {
-        self.parts += 1;
-        self.bytes += p.bytes as u64;
-        self.segments_closed += u64::from(p.closed.is_some());
-        self.last = Some(p.position.to_string());
-    }
 }
 
-fn is_loopback(req: &HttpRequest) -> bool {
-    req.peer_addr().is_some_and(|a| a.ip().is_loopback())
+/// The bearer token of a request, if any.
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ").map(str::trim)
 }
 
-/// Checks the ingest credentials: a configured bearer token, or, with none configured, a loopback peer.
-pub(crate) fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    if state.auth.tokens.is_empty() {
-        return if is_loopback(req) {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden("ingest is accepted only from loopback unless tokens are configured"))
-        };
-    }
-    let token = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match token {
-        Some(t) if state.auth.tokens.iter().any(|k| k == t) => Ok(()),
-        Some(_) => Err(ApiError::Forbidden("bad ingest token")),
-        None => Err(ApiError::Forbidden("ingest needs Authorization: Bearer <token>")),
-    }
+/// Checks the ingest credentials of `req` for `id` ([`crate::auth`]).
+pub(crate) fn authorize(req: &HttpRequest, state: &AppState, id: &StreamId) -> Result<(), ApiError> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    state.publishers.auth().check(id, bearer(req), peer).map_err(|r| ApiError::from(PublishError::from(r)))
 }
 
-/// Answers `err` and closes the connection: the rest of the upload is not read.
-fn reject(err: ApiError) -> HttpResponse {
+/// Answers `err` and closes the connection, even while the encoder is still sending; also a `warning` event and a
+/// log line with the reason. ffmpeg does not read the answer while it uploads: it learns of the refusal from the
+/// closed socket, and exits.
+///
+/// `unread` is the request body as far as it was not read. It must stay alive until the answer is out: actix-http
+/// drains the rest of a dropped chunked body for as long as the client sends it (an encoder would stream into
+/// the void for hours), while a body still unread when the answer ends makes it close the connection, after its
+/// short linger (`client_disconnect_timeout`, 1 s by default) that lets a client that does read get the answer
+/// before the close resets it.
+fn reject(state: &AppState, stream: &str, err: ApiError, unread: Option<web::Payload>) -> HttpResponse {
+    state.publishers.refused(stream, Source::Http, &err);
     let mut resp = actix_web::ResponseError::error_response(&err);
     resp.head_mut().set_connection_type(ConnectionType::Close);
-    resp
+    // The answer of an ApiError is whole bytes already.
+    resp.map_body(|_, body| Refused { answer: body.try_into_bytes().ok(), _unread: unread }).map_into_boxed_body()
 }
 
-/// The actor of `id`, created if needed (on this worker's thread with `actors_on_ingest_workers`).
-async fn route(state: &AppState, id: &StreamId) -> Result<StreamHandle, ApiError> {
-    let arbiter = state.actors_on_ingest_workers.then(actix::Arbiter::current);
-    state
-        .registry
-        .send(Route { id: id.clone(), arbiter })
-        .await
-        .map_err(|_| ApiError::Unavailable("the stream registry is not running".into()))?
-        .map_err(ApiError::from)
+/// The body of a refusal: the JSON answer, holding on to the request's unread payload (see [`reject`]).
+struct Refused {
+    answer: Option<bytes::Bytes>,
+    _unread: Option<web::Payload>,
 }
 
-/// Hands one item to the stream's actor and waits for the outcome. Too many items queued is `Busy` (503); an
-/// actor that died is replaced through the registry, and an item it never received is sent again once.
-async fn deliver(
-    state: &AppState,
-    id: &StreamId,
-    handle: &mut StreamHandle,
-    item: Item,
-) -> Result<Option<Published>, Delivery> {
-    let mut item = item;
-    for attempt in 0..2 {
-        match handle.ingest(item).await {
-            Ok(outcome) => return outcome.map_err(|e| Delivery::Failed(e.into())),
-            Err(Undelivered::Busy) => return Err(Delivery::Failed(ApiError::Busy)),
-            Err(Undelivered::Died) => {
-                *handle = route(state, id).await.map_err(Delivery::Failed)?;
-                return Err(Delivery::Lost);
-            }
-            Err(Undelivered::Closed(back)) if attempt == 0 => {
-                *handle = route(state, id).await.map_err(Delivery::Failed)?;
-                item = back;
-            }
-            Err(Undelivered::Closed(_)) => break,
-        }
+impl MessageBody for Refused {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        actix_web::body::BodySize::Sized(self.answer.as_ref().map_or(0, |b| b.len() as u64))
     }
-    Err(Delivery::Failed(ApiError::Unavailable("the stream's actor is not running".into())))
-}
 
-/// [`deliver`] for a single item: a fault of the actor is an error to retry.
-pub(crate) async fn deliver_one(
-    state: &AppState,
-    id: &StreamId,
-    handle: &mut StreamHandle,
-    item: Item,
-) -> Result<Option<Published>, ApiError> {
-    deliver(state, id, handle, item).await.map_err(|d| match d {
-        Delivery::Failed(e) => e,
-        Delivery::Lost => ApiError::Unavailable("the stream's actor failed while publishing; retry".into()),
-    })
-}
-
-/// Why an item was not published.
-enum Delivery {
-    /// The request fails with this error.
-    Failed(ApiError),
-    /// The actor died on this item; the upload goes on with a new actor.
-    Lost,
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<bytes::Bytes, Self::Error>>> {
+        std::task::Poll::Ready(self.get_mut().answer.take().map(Ok))
+    }
 }
 
 fn stream_path(path: &str) -> (&str, Option<&str>) {
@@ -190,24 +142,37 @@ async fn dispatch(
     suffix: &str,
 ) -> HttpResponse {
     match stream_path(path) {
-        (stream, None) => upload(req, stream, payload, state).await,
-        (stream, Some(s)) if s == suffix && s == "/parts" => respond(parts(req, stream, payload, state).await),
-        (stream, Some(s)) if s == suffix => respond(put_init(req, stream, payload, state).await),
-        _ => reject(ApiError::NotFound(
-            "POST goes to /ingest/{stream} or /ingest/{stream}/parts, PUT to /ingest/{stream} or .../init.mp4",
-        )),
+        (stream, None) => upload(req, stream, payload, &state).await,
+        (stream, Some(s)) if s == suffix && s == "/parts" => {
+            let mut payload = payload;
+            let r = parts(req, stream, &mut payload, &state).await;
+            respond(&state, stream, r, payload)
+        }
+        (stream, Some(s)) if s == suffix => {
+            let mut payload = payload;
+            let r = put_init(req, stream, &mut payload, &state).await;
+            respond(&state, stream, r, payload)
+        }
+        _ => reject(
+            &state,
+            path,
+            ApiError::NotFound(
+                "POST goes to /ingest/{stream} or /ingest/{stream}/parts, PUT to /ingest/{stream} or .../init.mp4",
+            ),
+            Some(payload),
+        ),
     }
 }
 
-fn respond(r: Result<serde_json::Value, ApiError>) -> HttpResponse {
+fn respond(state: &AppState, stream: &str, r: Result<serde_json::Value, ApiError>, rest: web::Payload) -> HttpResponse {
     match r {
         Ok(v) => HttpResponse::Ok().json(v),
-        Err(e) => reject(e),
+        Err(e) => reject(state, stream, e, Some(rest)),
     }
 }
 
 /// Reads a whole (small) body, refusing more than `limit` bytes.
-async fn read_body(mut payload: web::Payload, limit: usize, what: &'static str) -> Result<bytes::Bytes, ApiError> {
+async fn read_body(payload: &mut web::Payload, limit: usize, what: &'static str) -> Result<bytes::Bytes, ApiError> {
     let mut body = bytes::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
@@ -222,44 +187,41 @@ async fn read_body(mut payload: web::Payload, limit: usize, what: &'static str) 
 async fn put_init(
     req: HttpRequest,
     stream: &str,
-    payload: web::Payload,
-    state: web::Data<AppState>,
+    payload: &mut web::Payload,
+    state: &AppState,
 ) -> Result<serde_json::Value, ApiError> {
-    authorize(&req, &state)?;
     let id = StreamId::parse(stream)?;
+    authorize(&req, state, &id)?;
     let body = read_body(payload, state.playlists.options().max_init_bytes, "init segment").await?;
     let init = Arc::new(Init::parse(body)?);
     let codecs = init.codecs();
-    let mut addr = route(&state, &id).await?;
-    deliver_one(&state, &id, &mut addr, Item::Init(init)).await?;
+    let mut publisher = state.publishers.attach(&id, Source::Http).await?;
+    publisher.publish(Item::Init(init)).await?;
     Ok(serde_json::json!({ "stream": id.to_string(), "codecs": codecs }))
 }
 
 async fn parts(
     req: HttpRequest,
     stream: &str,
-    payload: web::Payload,
-    state: web::Data<AppState>,
+    payload: &mut web::Payload,
+    state: &AppState,
 ) -> Result<serde_json::Value, ApiError> {
-    authorize(&req, &state)?;
     let id = StreamId::parse(stream)?;
+    authorize(&req, state, &id)?;
     let live = state.playlists.stream(&id).filter(|s| !s.edge().ended).ok_or(Error::UnknownStream)?;
     let init = live.current_init().ok_or(Error::NoInit)?;
     let max = state.playlists.options().max_part_bytes;
     let body = read_body(payload, max, "part").await?;
     let mut splitter = Splitter::with_init(max, init);
     splitter.push(&body);
-    let mut addr = route(&state, &id).await?;
+    let mut publisher = state.publishers.attach(&id, Source::Http).await?;
     let mut summary = Summary { stream: id.to_string(), ..Summary::default() };
     while let Some(item) = splitter.next_item()? {
-        let item = summary.take(item);
-        match deliver(&state, &id, &mut addr, item).await {
-            Ok(Some(p)) => summary.add(&p),
-            Ok(None) => {}
-            Err(Delivery::Failed(e)) => return Err(e),
-            Err(Delivery::Lost) => summary.lost_fragments += 1,
-        }
+        let init = matches!(item, Item::Init(_));
+        let published = publisher.publish(item).await?;
+        summary.add(init, &published);
     }
+    summary.lost_fragments = publisher.lost_fragments();
     if splitter.pending() > 0 {
         return Err(Error::Malformed("the body ends inside a box".into()).into());
     }
@@ -270,20 +232,17 @@ async fn parts(
 }
 
 /// A long-running upload: every complete fragment is published as soon as its last byte is in.
-async fn upload(req: HttpRequest, stream: &str, mut payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
-    let id = match authorize(&req, &state).and_then(|()| StreamId::parse(stream).map_err(ApiError::from)) {
+async fn upload(req: HttpRequest, stream: &str, mut payload: web::Payload, state: &AppState) -> HttpResponse {
+    let id = match StreamId::parse(stream) {
         Ok(id) => id,
-        Err(e) => return reject(e),
+        Err(e) => return reject(state, stream, e.into(), Some(payload)),
     };
-    let mut addr = match route(&state, &id).await {
-        Ok(a) => a,
-        Err(e) => return reject(e),
-    };
+    let peer = req.peer_addr().map(|a| a.ip());
     // The newest upload of a stream is its publisher; an older one still sending is cut off (409).
-    let Some(stream) = state.playlists.stream(&id) else {
-        return reject(ApiError::Unavailable("the stream went away".into()));
+    let mut publisher = match state.publishers.open(&id, Source::Http, bearer(&req), peer).await {
+        Ok(p) => p,
+        Err(e) => return reject(state, stream, e.into(), Some(payload)),
     };
-    let lease = stream.take_over();
     let max = state.playlists.options().max_part_bytes;
     let mut splitter = Splitter::new(max);
     let mut summary = Summary { stream: id.to_string(), ..Summary::default() };
@@ -297,28 +256,18 @@ async fn upload(req: HttpRequest, stream: &str, mut payload: web::Payload, state
         splitter.push(&chunk);
         loop {
             let item = match splitter.next_item() {
-                Ok(Some(item)) => summary.take(item),
+                Ok(Some(item)) => item,
                 Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(stream = %id, error = %e, "ingest rejected");
-                    return reject(e.into());
-                }
+                Err(e) => return reject(state, stream, e.into(), Some(payload)),
             };
-            if !stream.is_publisher(lease) {
-                tracing::info!(stream = %id, "ingest superseded by a newer upload");
-                return reject(ApiError::Superseded);
-            }
-            match deliver(&state, &id, &mut addr, item).await {
-                Ok(Some(p)) => summary.add(&p),
-                Ok(None) => {}
-                Err(Delivery::Failed(e)) => {
-                    tracing::warn!(stream = %id, error = %e, "ingest rejected");
-                    return reject(e);
-                }
-                Err(Delivery::Lost) => summary.lost_fragments += 1,
+            let init = matches!(item, Item::Init(_));
+            match publisher.publish(item).await {
+                Ok(published) => summary.add(init, &published),
+                Err(e) => return reject(state, stream, e.into(), Some(payload)),
             }
         }
     }
+    summary.lost_fragments = publisher.lost_fragments();
     summary.dropped_bytes = splitter.pending();
     tracing::info!(stream = %id, parts = summary.parts, dropped = summary.dropped_bytes, "ingest ended");
     HttpResponse::Ok().json(summary)
@@ -326,13 +275,13 @@ async fn upload(req: HttpRequest, stream: &str, mut payload: web::Payload, state
 
 /// `DELETE /ingest/{stream}`: ends the stream (`EXT-X-ENDLIST`); it stays readable for the grace period.
 pub async fn delete(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
-    end_stream(&req, &path, &state).await.unwrap_or_else(reject)
+    end_stream(&req, &path, &state).await.unwrap_or_else(|e| reject(&state, &path, e, None))
 }
 
 /// Ends `stream` for a request that carries ingest credentials: 204, or 404 if it is not live.
 pub(crate) async fn end_stream(req: &HttpRequest, stream: &str, state: &AppState) -> Result<HttpResponse, ApiError> {
-    authorize(req, state)?;
     let id = StreamId::parse(stream)?;
+    authorize(req, state, &id)?;
     let ended = state
         .registry
         .send(EndStream { id })

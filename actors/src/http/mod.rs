@@ -18,16 +18,10 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use playlists::Playlists;
 
+use crate::publisher::{PublishError, Publishers};
 use crate::registry::Registry;
 use crate::status::StatusHub;
 use metrics::{Metrics, Route};
-
-/// Who may ingest.
-#[derive(Debug, Clone, Default)]
-pub struct IngestAuth {
-    /// Accepted bearer tokens. Empty: ingest is accepted only from loopback addresses.
-    pub tokens: Vec<String>,
-}
 
 /// What every handler shares.
 pub struct AppState {
@@ -37,8 +31,8 @@ pub struct AppState {
     pub registry: Addr<Registry>,
     /// Stream events.
     pub hub: StatusHub,
-    /// Ingest credentials.
-    pub auth: IngestAuth,
+    /// Opens streams for publishing, checking the ingest credentials.
+    pub publishers: Publishers,
     /// Counters and the Prometheus recorder.
     pub metrics: Arc<Metrics>,
     /// `Cache-Control` values for the engine's target duration.
@@ -73,6 +67,18 @@ pub enum ApiError {
     /// The server is shutting down or an internal part failed.
     #[error("unavailable: {0}")]
     Unavailable(String),
+}
+
+impl From<PublishError> for ApiError {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::Refused(r) => ApiError::Forbidden(r.reason()),
+            PublishError::Data(e) => ApiError::Data(e),
+            PublishError::Busy => ApiError::Busy,
+            PublishError::Superseded => ApiError::Superseded,
+            PublishError::Unavailable(why) => ApiError::Unavailable(why),
+        }
+    }
 }
 
 impl ResponseError for ApiError {

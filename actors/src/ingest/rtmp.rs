@@ -32,7 +32,8 @@ use tracing::{debug, info, warn};
 
 use playlists::StreamId;
 
-use super::standin::{Metadata, Packager, PublishError, Publisher, Publishers, Source};
+use super::standin::{Metadata, Packager};
+use crate::publisher::{PublishError, Publisher, Publishers, Source};
 
 /// The one application publishers connect to: `rtmp://host/live`.
 pub const APP: &str = "live";
@@ -61,12 +62,14 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// Call it inside an actix system (`#[actix_web::main]`): it starts one arbiter per core, handed connections in
 /// turn, and stops them when it returns.
+///
+/// Parts are cut at [`Publishers::max_part`], the engine's part target.
 pub async fn run(
     listener: std::net::TcpListener,
     publishers: Publishers,
-    max_part: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let max_part = publishers.max_part();
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -382,6 +385,11 @@ impl Session {
     /// One audio or video message into the packager, what it has ready out to the publisher.
     async fn media(&mut self, video: bool, timestamp: u32, tag: Bytes) -> Result<(), String> {
         let Some(p) = &mut self.publishing else { return Ok(()) };
+        // Checked on every message, so a superseded encoder is told at once, not at its next whole fragment.
+        if p.publisher.superseded() {
+            self.publishing = None;
+            return Err(PublishError::Superseded.to_string());
+        }
         let packed = if video { p.packager.video(timestamp, tag) } else { p.packager.audio(timestamp, tag) };
         packed.map_err(|e| format!("bad media: {e}"))?;
         self.drain().await
@@ -418,7 +426,9 @@ const BAD_NAME: &str = "NetStream.Publish.BadName";
 fn status_of(e: &PublishError) -> &'static str {
     match e {
         PublishError::Refused(_) => BAD_NAME,
-        PublishError::Data(_) | PublishError::Superseded | PublishError::Unavailable(_) => "NetStream.Publish.Failed",
+        PublishError::Data(_) | PublishError::Busy | PublishError::Superseded | PublishError::Unavailable(_) => {
+            "NetStream.Publish.Failed"
+        }
     }
 }
 
@@ -433,7 +443,15 @@ fn split_key(key: &str) -> (&str, Option<&str>) {
 }
 
 fn metadata_of(meta: &StreamMetadata) -> Metadata {
-    Metadata { width: meta.video_width, height: meta.video_height, frame_rate: meta.video_frame_rate.map(f64::from) }
+    // rml_rtmp reads the AMF0; a codec id present says the track is there.
+    let any = meta.video_codec_id.is_some() || meta.audio_codec_id.is_some();
+    Metadata {
+        width: meta.video_width,
+        height: meta.video_height,
+        framerate: meta.video_frame_rate.map(f64::from),
+        has_video: any.then_some(meta.video_codec_id.is_some()),
+        has_audio: any.then_some(meta.audio_codec_id.is_some()),
+    }
 }
 
 #[cfg(test)]

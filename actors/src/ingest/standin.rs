@@ -1,118 +1,25 @@
-//! Stand-ins for the publishing core (`crate::publisher`) and the FLV packager (`playlists::flv`), with their
-//! announced signatures, so that the RTMP server builds and its protocol is tested before they land. They go when
-//! the real ones are merged: the RTMP code then names those instead of these.
+//! A stand-in for the FLV packager (`playlists::flv::Packager`, written on another branch), with its announced
+//! signature, so that the RTMP server builds and its protocol is tested before it lands. It goes when the real one
+//! is merged: the RTMP code then names that instead.
 
-use std::fmt::Display;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use playlists::fmp4::Item;
-use playlists::playlists::Published;
-use playlists::StreamId;
-
-use crate::http::{ApiError, IngestAuth};
-use crate::Engine;
-
-/// Where the media comes from, for logs and events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// RTMP publishing.
-    Rtmp,
-}
-
-/// Why publishing failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    /// Credentials refused.
-    #[error("refused: {0}")]
-    Refused(String),
-    /// Bad media, stream ended, too many streams...
-    #[error(transparent)]
-    Data(#[from] playlists::Error),
-    /// A newer publisher took the stream over.
-    #[error("a newer publisher took the stream over")]
-    Superseded,
-    /// The engine is stopping.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// Opens publishers; cheap to clone.
-#[derive(Clone)]
-pub struct Publishers {
-    engine: Engine,
-    auth: IngestAuth,
-}
-
-impl Publishers {
-    /// Publishers of `engine`'s streams, checked against `auth`.
-    pub fn new(engine: Engine, auth: IngestAuth) -> Self {
-        Self { engine, auth }
-    }
-
-    /// Checks the credential and opens `id` for publishing.
-    pub async fn open(
-        &self,
-        id: &StreamId,
-        _source: Source,
-        credential: Option<&str>,
-        peer: Option<IpAddr>,
-    ) -> Result<Publisher, PublishError> {
-        let allowed = if self.auth.tokens.is_empty() {
-            peer.is_some_and(|p| p.is_loopback())
-        } else {
-            credential.is_some_and(|c| self.auth.tokens.iter().any(|t| t == c))
-        };
-        if !allowed {
-            return Err(PublishError::Refused("missing or wrong key".to_owned()));
-        }
-        Ok(Publisher { id: id.clone(), engine: self.engine.clone() })
-    }
-
-    /// Reports a refusal.
-    pub fn refused(&self, stream: &str, source: Source, reason: &dyn Display) {
-        tracing::warn!(stream, ?source, %reason, "ingest refused");
-    }
-}
-
-/// The per-stream publishing handle.
-pub struct Publisher {
-    id: StreamId,
-    engine: Engine,
-}
-
-impl Publisher {
-    /// The stream published.
-    pub fn id(&self) -> &StreamId {
-        &self.id
-    }
-
-    /// Publishes an init or a fragment.
-    pub async fn publish(&mut self, item: Item) -> Result<Vec<Published>, PublishError> {
-        let map = |e: ApiError| match e {
-            ApiError::Data(e) => PublishError::Data(e),
-            other => PublishError::Unavailable(other.to_string()),
-        };
-        match item {
-            Item::Init(init) => {
-                self.engine.publish_init(&self.id, init.bytes.clone()).await.map_err(map)?;
-                Ok(Vec::new())
-            }
-            Item::Fragment(f) => Ok(vec![self.engine.publish_parsed(&self.id, f).await.map_err(map)?]),
-        }
-    }
-}
 
 /// The encoder's onMetaData.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Metadata {
     /// Picture width.
     pub width: Option<u32>,
     /// Picture height.
     pub height: Option<u32>,
     /// Frames per second.
-    pub frame_rate: Option<f64>,
+    pub framerate: Option<f64>,
+    /// Whether the stream has video.
+    pub has_video: Option<bool>,
+    /// Whether the stream has audio.
+    pub has_audio: Option<bool>,
 }
 
 /// FLV tag bodies in, CMAF items out (this stand-in counts the tags and yields nothing).
