@@ -308,3 +308,40 @@ async fn shutdown_ends_the_sessions_in_flight() {
     idle.closed_by_server().await;
     assert!(TcpStream::connect(server.addr).await.is_err(), "the listener is closed");
 }
+
+/// Reads until the server closes `tcp`, waiting at most `wait`.
+async fn read_to_close(tcp: &mut TcpStream, wait: Duration) {
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match tokio::time::timeout(wait, tcp.read(&mut buf)).await.expect("the server closes the connection") {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_handshake_that_never_completes_is_timed_out() {
+    let mut server = Rtmp::start(EngineConfig::default()).await;
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    // C0 and a tenth of C1, then nothing: the server's 10 s handshake timeout closes it.
+    let mut c0c1 = vec![3u8];
+    c0c1.extend([0u8; 150]);
+    tcp.write_all(&c0c1).await.unwrap();
+    read_to_close(&mut tcp, WAIT + WAIT).await;
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_huge_chunk_size_and_message_before_publishing_is_closed() {
+    let mut server = Rtmp::start(EngineConfig::default()).await;
+    let mut client = Client::open(server.addr).await;
+    // Set Chunk Size 2^31-1 on chunk stream 2, then an audio message that says it is 16 MiB long, and its bytes.
+    let mut bytes = vec![0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff];
+    bytes.extend([0x04, 0, 0, 0, 0xff, 0xff, 0xff, 8, 1, 0, 0, 0]);
+    bytes.extend(std::iter::repeat_n(0xaf, 100_000));
+    let _ = client.tcp.write_all(&bytes).await;
+    client.closed_by_server().await;
+    drop(Client::publishing(server.addr, "fine").await);
+    server.stop().await;
+}
