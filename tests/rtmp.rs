@@ -345,3 +345,113 @@ async fn a_huge_chunk_size_and_message_before_publishing_is_closed() {
     drop(Client::publishing(server.addr, "fine").await);
     server.stop().await;
 }
+
+/// Sends `tags` as fast as the socket takes them (the engine times parts by their media timestamps).
+async fn send_all(client: &mut Client, tags: &[Tag], offset_ms: u32) {
+    for tag in tags {
+        assert!(client.tag(tag, offset_ms).await, "the server keeps the connection");
+    }
+}
+
+async fn playlist(server: &Rtmp, stream: &str) -> String {
+    let reply = server.http.get(&format!("/live/{stream}/index.m3u8")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.text()
+}
+
+#[actix_rt::test]
+#[ignore = "needs playlists::flv::Packager (branch flv); the stand-in yields nothing"]
+async fn a_published_flv_becomes_a_stream_of_short_parts_with_its_codecs() {
+    let mut server = Rtmp::start(EngineConfig::default()).await;
+    let tags = fixture_tags();
+    let mut client = Client::publishing(server.addr, "cam1").await;
+    send_all(&mut client, &tags, 0).await;
+    // The encoder goes away: the session flushes what the packager holds.
+    drop(client);
+    let id = playlists::StreamId::parse("cam1").unwrap();
+    // 4 s of media at 2 s GOPs: two complete segments once the last fragment is flushed.
+    server.http.wait_until("two segments of cam1", |e| common::last_part(e, "cam1").is_some_and(|p| p.msn >= 1)).await;
+    let text = playlist(&server, "cam1").await;
+    let parts = common::lines(&text, "#EXT-X-PART:");
+    assert!(parts.len() >= 10, "{text}");
+    for part in parts {
+        let duration: f64 = part.split("DURATION=").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+        assert!(duration > 0.0 && duration <= 0.25, "{part}");
+    }
+    let init = server.http.get("/live/cam1/init.mp4").await;
+    assert_eq!(init.status, 200);
+    let codecs = playlists::fmp4::Init::parse(init.body).unwrap().codecs();
+    assert!(codecs.starts_with("avc1.") && codecs.ends_with(",mp4a.40.2"), "{codecs}");
+    assert!(server.http.engine.playlists().stream(&id).is_some());
+    server.stop().await;
+}
+
+#[actix_rt::test]
+#[ignore = "needs playlists::flv::Packager (branch flv); the stand-in yields nothing"]
+async fn a_second_publisher_of_a_stream_supersedes_the_first() {
+    let mut server = Rtmp::start(EngineConfig::default()).await;
+    let tags = fixture_tags();
+    let mut first = Client::publishing(server.addr, "cam1").await;
+    send_all(&mut first, &tags[..tags.len() / 2], 0).await;
+    let mut second = Client::publishing(server.addr, "cam1").await;
+    // The first is told at its next message: the server closes it (its writes may fail once it has).
+    for tag in &tags[tags.len() / 2..] {
+        if !first.tag(tag, 0).await {
+            break;
+        }
+    }
+    first.closed_by_server().await;
+    send_all(&mut second, &tags, 0).await;
+    drop(second);
+    server.http.wait_until("parts of cam1", |e| common::last_part(e, "cam1").is_some_and(|p| p.msn >= 1)).await;
+    server.stop().await;
+}
+
+#[actix_rt::test]
+#[ignore = "needs playlists::flv::Packager (branch flv); the stand-in yields nothing"]
+async fn a_reconnecting_encoder_continues_its_stream_after_a_discontinuity() {
+    let mut server = Rtmp::start(EngineConfig::default()).await;
+    let tags = fixture_tags();
+    let mut client = Client::publishing(server.addr, "cam1").await;
+    send_all(&mut client, &tags, 0).await;
+    drop(client);
+    server.http.wait_until("cam1's first run", |e| common::last_part(e, "cam1").is_some_and(|p| p.msn >= 1)).await;
+    let before = common::last_part(&server.http.engine, "cam1").unwrap();
+    // The encoder restarts: a new connection, its clock from zero again.
+    let mut client = Client::publishing(server.addr, "cam1").await;
+    send_all(&mut client, &tags, 0).await;
+    drop(client);
+    server
+        .http
+        .wait_until("cam1's second run", |e| common::last_part(e, "cam1").is_some_and(|p| p.msn >= before.msn + 2))
+        .await;
+    let text = playlist(&server, "cam1").await;
+    assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
+    assert_eq!(common::lines(&text, "#EXT-X-DISCONTINUITY").len(), 2, "the tag and DISCONTINUITY-SEQUENCE:\n{text}");
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_deeply_nested_command_is_refused_without_hurting_the_server() {
+    let mut server = Rtmp::start(EngineConfig::default()).await;
+    let mut client = Client::open(server.addr).await;
+    // A "connect" whose object nests 5,000 deep: 20 KB that would overflow a recursive decoder's stack.
+    let mut amf = vec![0x02, 0, 7];
+    amf.extend(b"connect");
+    amf.extend([0x00, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0x03]);
+    for _ in 0..5000 {
+        amf.extend([0, 1, b'a', 0x03]);
+    }
+    let len = amf.len() as u32;
+    let mut bytes = vec![0x03, 0, 0, 0, (len >> 16) as u8, (len >> 8) as u8, len as u8, 20, 0, 0, 0, 0];
+    for (i, chunk) in amf.chunks(128).enumerate() {
+        if i > 0 {
+            bytes.push(0xc3);
+        }
+        bytes.extend(chunk);
+    }
+    let _ = client.tcp.write_all(&bytes).await;
+    client.closed_by_server().await;
+    drop(Client::publishing(server.addr, "fine").await);
+    server.stop().await;
+}

@@ -32,6 +32,7 @@ use tracing::{debug, info, warn};
 
 use playlists::StreamId;
 
+use super::chunks::Guard;
 use super::standin::{Metadata, Packager};
 use crate::publisher::{PublishError, Publisher, Publishers, Source};
 
@@ -154,7 +155,8 @@ async fn connection(tcp: std::net::TcpStream, peer: SocketAddr, ctx: Ctx) {
         Ok(Err(e)) => return warn!(%peer, error = %e, "rtmp session not created"),
         Err(e) => return warn!(%peer, reason = %e, "rtmp session not created"),
     };
-    let mut session = Session { tcp, peer, ctx, rtmp, publishing: None, setup_bytes: leftover.len() };
+    let mut session =
+        Session { tcp, peer, ctx, rtmp, guard: Guard::default(), publishing: None, setup_bytes: leftover.len() };
     let ended = session.run(initial, &leftover, accepted + SETUP_TIMEOUT).await;
     let stream = session.publishing.as_ref().map(|p| p.publisher.id().to_string());
     if let Err(e) = session.finish().await {
@@ -210,6 +212,8 @@ struct Session {
     peer: SocketAddr,
     ctx: Ctx,
     rtmp: ServerSession,
+    /// Sees every byte before `rtmp` does.
+    guard: Guard,
     publishing: Option<Publishing>,
     /// Bytes received before the publish was accepted ([`SETUP_BYTES`]).
     setup_bytes: usize,
@@ -262,6 +266,7 @@ impl Session {
 
     /// Feeds the peer's bytes to the session; `Some`: the session is over.
     async fn input(&mut self, bytes: &[u8]) -> Result<Option<&'static str>, String> {
+        self.guard.check(bytes)?;
         let rtmp = &mut self.rtmp;
         let results = guarded(|| rtmp.handle_input(bytes))?.map_err(|e| format!("malformed RTMP: {e}"))?;
         self.handle(results).await
