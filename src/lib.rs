@@ -18,6 +18,8 @@
 //! - [`playlists`]: [`Playlists`], which ties the caches together, tracks live streams and owns each stream's
 //!   position watch that wakes held requests.
 //! - [`fmp4`]: an incremental, zero-copy ISO-BMFF splitter: init segments, fragments, durations, codecs.
+//! - [`flv`]: RTMP's FLV audio/video tag bodies parsed (legacy and Enhanced RTMP) and packaged into the same
+//!   CMAF items as the splitter's, through the fMP4 writer.
 //! - [`error`]: the crate's one [`Error`].
 //!
 //! Writes to one stream are serialized by its owner (the stream actor in the server); reads never block on a
@@ -25,6 +27,7 @@
 
 pub mod chunk_cache;
 pub mod error;
+pub mod flv;
 pub mod fmp4;
 pub mod m3u8_cache;
 pub mod manifest;

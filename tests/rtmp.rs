@@ -360,7 +360,6 @@ async fn playlist(server: &Rtmp, stream: &str) -> String {
 }
 
 #[actix_rt::test]
-#[ignore = "needs playlists::flv::Packager (branch flv); the stand-in yields nothing"]
 async fn a_published_flv_becomes_a_stream_of_short_parts_with_its_codecs() {
     let mut server = Rtmp::start(EngineConfig::default()).await;
     let tags = fixture_tags();
@@ -387,7 +386,6 @@ async fn a_published_flv_becomes_a_stream_of_short_parts_with_its_codecs() {
 }
 
 #[actix_rt::test]
-#[ignore = "needs playlists::flv::Packager (branch flv); the stand-in yields nothing"]
 async fn a_second_publisher_of_a_stream_supersedes_the_first() {
     let mut server = Rtmp::start(EngineConfig::default()).await;
     let tags = fixture_tags();
@@ -408,7 +406,6 @@ async fn a_second_publisher_of_a_stream_supersedes_the_first() {
 }
 
 #[actix_rt::test]
-#[ignore = "needs playlists::flv::Packager (branch flv); the stand-in yields nothing"]
 async fn a_reconnecting_encoder_continues_its_stream_after_a_discontinuity() {
     let mut server = Rtmp::start(EngineConfig::default()).await;
     let tags = fixture_tags();

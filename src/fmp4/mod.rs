@@ -16,6 +16,8 @@
 //! - [`boxes`]: box headers, child iteration, a bounds-checked field reader.
 //! - [`init`]: [`Init`], [`Track`], [`TrackKind`]; codec strings (RFC 6381) from the sample entries.
 //! - [`fragment`]: [`Fragment`], [`TrackRun`] and [`shift_decode_times`].
+//! - [`writer`]: the other direction, [`write_init`] from [`CodecConfig`]s and [`write_fragment`] from
+//!   [`Sample`]s (RTMP ingest, re-fragmenting).
 
 use std::sync::Arc;
 
@@ -26,9 +28,11 @@ use crate::error::Error;
 pub mod boxes;
 pub mod fragment;
 pub mod init;
+pub mod writer;
 
 pub use fragment::{shift_decode_times, Fragment, TrackRun};
 pub use init::{Init, Track, TrackKind};
+pub use writer::{write_fragment, write_init, CodecConfig, Sample, TrackConfig, TrackFragment};
 
 /// One complete unit split off the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]

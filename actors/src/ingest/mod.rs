@@ -2,4 +2,3 @@
 
 mod chunks;
 pub mod rtmp;
-pub mod standin;

@@ -30,10 +30,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout, timeout_at, Instant};
 use tracing::{debug, info, warn};
 
+use playlists::flv::{Metadata, Packager};
 use playlists::StreamId;
 
 use super::chunks::Guard;
-use super::standin::{Metadata, Packager};
 use crate::publisher::{PublishError, Publisher, Publishers, Source};
 
 /// The one application publishers connect to: `rtmp://host/live`.
