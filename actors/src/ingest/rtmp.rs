@@ -13,11 +13,16 @@
 //! (our FLV parsing reads E-RTMP FourCCs), only the connect's `fourCcList` is not answered. scuffle-rtmp
 //! (E-RTMP, 2025) has no client and accepts every connect; rtmp-rs (E-RTMP, 2026) is a whole server framework
 //! that owns the accept loop, and its publishing client sends no video.
+//!
+//! A peer gets 10 s for the handshake, 20 s and 64 KiB to an accepted publish, then 30 s between reads; every
+//! byte passes [`chunks`](super::chunks)' guard first (AMF messages capped in size and nesting: rml_amf0
+//! recurses), rml_rtmp runs under `catch_unwind`, and a refusal is an error status, then the close.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Arbiter;
@@ -26,7 +31,7 @@ use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult, StreamMetadata};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout, timeout_at, Instant};
 use tracing::{debug, info, warn};
 
@@ -53,8 +58,12 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes a connection may send before its publish is accepted: connect, createStream and publish are a few
 /// hundred; more is a peer that is not an encoder.
 const SETUP_BYTES: usize = 64 * 1024;
-/// One socket read. rml_rtmp copies what it is given, so this is the only per-connection read buffer.
-const READ_CHUNK: usize = 64 * 1024;
+/// One socket read. rml_rtmp copies what it is given, so this is the only per-connection read buffer; 16 KiB is
+/// a dozen reads a second at 1.5 Mbit/s.
+const READ_CHUNK: usize = 16 * 1024;
+/// Connections served at once; more are closed at accept. Each costs a task, a read buffer and a session until its
+/// timeouts end it, so a flood of idle connections cannot take memory without bound. Far above `max_streams`.
+const MAX_CONNECTIONS: usize = 4096;
 /// At shutdown, how long sessions are given to flush their last fragment.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -78,6 +87,7 @@ pub async fn run(
     let (stop, stopping) = watch::channel(false);
     // Every session holds a sender; `recv` answers `None` once the last one is gone.
     let (alive, mut sessions_done) = mpsc::channel::<()>(1);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut turn = 0usize;
     tokio::pin!(shutdown);
     loop {
@@ -102,9 +112,19 @@ pub async fn run(
                 continue;
             }
         };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            warn!(%peer, "rtmp connection refused: {MAX_CONNECTIONS} connections open");
+            continue;
+        };
         let Some(arbiter) = arbiters.get(turn % arbiters.len()) else { break };
         turn = turn.wrapping_add(1);
-        let ctx = Ctx { publishers: publishers.clone(), max_part, stopping: stopping.clone(), _alive: alive.clone() };
+        let ctx = Ctx {
+            publishers: publishers.clone(),
+            max_part,
+            stopping: stopping.clone(),
+            _alive: alive.clone(),
+            _slot: slot,
+        };
         if !arbiter.spawn_fn(move || {
             actix::spawn(connection(tcp, peer, ctx));
         }) {
@@ -131,6 +151,8 @@ struct Ctx {
     stopping: watch::Receiver<bool>,
     /// Dropped with the session: [`run`] waits for all of them at shutdown.
     _alive: mpsc::Sender<()>,
+    /// One of [`MAX_CONNECTIONS`], given back with the session.
+    _slot: OwnedSemaphorePermit,
 }
 
 /// One connection, from accept to close. Nothing here panics on the peer's input: rml_rtmp's parsing is called
