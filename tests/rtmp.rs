@@ -452,3 +452,24 @@ async fn a_deeply_nested_command_is_refused_without_hurting_the_server() {
     drop(Client::publishing(server.addr, "fine").await);
     server.stop().await;
 }
+
+#[actix_rt::test]
+async fn delete_stream_flushes_the_last_fragment_and_ends_the_session() {
+    let mut server = Rtmp::start(EngineConfig::default()).await;
+    let tags = fixture_tags();
+    let mut client = Client::publishing(server.addr, "cam1").await;
+    send_all(&mut client, &tags, 0).await;
+    let results = client.session.stop_publishing().unwrap();
+    client.send(results).await;
+    // The server ends the session itself (the client keeps its side open).
+    client.closed_by_server().await;
+    // The flushed tail is published: the parts add up to the file's 4 s, not to the 3.8 s before its last cut.
+    server.http.wait_until("cam1's two segments", |e| common::last_part(e, "cam1").is_some_and(|p| p.msn >= 1)).await;
+    let text = playlist(&server, "cam1").await;
+    let total: f64 = common::lines(&text, "#EXT-X-PART:")
+        .iter()
+        .map(|p| p.split("DURATION=").nth(1).unwrap().split(',').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!(total > 3.9, "{total} s of parts:\n{text}");
+    server.stop().await;
+}
