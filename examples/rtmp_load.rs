@@ -1,4 +1,5 @@
 //! Run with: cargo run --release --example rtmp_load -- N SECS
+//! (a third argument `colocate` starts each stream's actor on its RTMP session's arbiter, as `--pin-workers` does).
 //!
 //! How many RTMP publishers this machine takes: N encoders (rml_rtmp client sessions, each its own TCP connection
 //! to 127.0.0.1) loop a 640x360 H.264/AAC FLV of about 1.5 Mbit/s at real-time pace, timestamps continued across
@@ -47,8 +48,9 @@ fn main() -> Res<()> {
     let n: usize = args.next().map_or(Ok(10), |a| a.parse())?;
     let secs: u64 = args.next().map_or(Ok(20), |a| a.parse())?;
     let (n, secs) = (n.clamp(1, MAX_N), secs.clamp(1, MAX_SECS));
+    let colocate = args.next().is_some_and(|a| a == "colocate");
     let tags = load_tags(&fixture()?)?;
-    actix_rt::System::new().block_on(run(n, secs, tags))
+    actix_rt::System::new().block_on(run(n, secs, colocate, tags))
 }
 
 /// Makes target/rtmp_load_640x360.flv with ffmpeg unless it is there.
@@ -99,10 +101,11 @@ fn load_tags(path: &PathBuf) -> Res<Vec<Tag>> {
     Ok(tags)
 }
 
-async fn run(n: usize, secs: u64, tags: Vec<Tag>) -> Res<()> {
+async fn run(n: usize, secs: u64, colocate: bool, tags: Vec<Tag>) -> Res<()> {
     let options = Options { max_streams: n + 16, ..Options::default() };
     let max_part = options.max_part;
-    let config = EngineConfig { options, event_buffer: 1 << 18, ..EngineConfig::default() };
+    let config =
+        EngineConfig { options, event_buffer: 1 << 18, actors_on_ingest_workers: colocate, ..EngineConfig::default() };
     let engine = Engine::start(config)?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
@@ -118,7 +121,7 @@ async fn run(n: usize, secs: u64, tags: Vec<Tag>) -> Res<()> {
     let step = SPREAD / n as u32;
     let starts: HashMap<String, Instant> = (0..n).map(|i| (format!("load{i}"), t0 + step * i as u32)).collect();
     let encoder_starts = starts.clone();
-    let encoders = std::thread::Builder::new().name("encoders".into()).spawn(move || -> Res<usize> {
+    let encoders = std::thread::Builder::new().name("encoders".into()).spawn(move || -> Res<(usize, f64)> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         rt.block_on(async move {
             let mut set = tokio::task::JoinSet::new();
@@ -132,11 +135,12 @@ async fn run(n: usize, secs: u64, tags: Vec<Tag>) -> Res<()> {
                     failed += 1;
                 }
             }
-            Ok(failed)
+            // Read here: once the thread is gone its time is only in the process's total.
+            Ok((failed, cpu_of("/proc/thread-self/stat")?))
         })
     })?;
 
-    let cpu_before = cpu()?;
+    let cpu_before = cpu_of("/proc/self/stat")?;
     let mut published: HashMap<String, f64> = HashMap::new();
     let mut lags = Vec::new();
     let (mut late, mut early, mut missed) = (0usize, 0usize, 0u64);
@@ -169,14 +173,17 @@ async fn run(n: usize, secs: u64, tags: Vec<Tag>) -> Res<()> {
             lags.push(lag);
         }
     }
-    let cpu_after = cpu()?;
-    let failed = encoders.join().map_err(|_| "encoders panicked")??;
+    let (failed, encoder_cpu) = encoders.join().map_err(|_| "encoders panicked")??;
+    let cpu_after = cpu_of("/proc/self/stat")?;
+    let threads = thread_cpu()?;
     let _ = stop.send(());
     server.await??;
 
     let parts = lags.len();
     let media: f64 = published.values().sum();
-    println!("rtmp_load: {n} publishers x {secs} s, part target {max_part:?}, {failed} encoders failed");
+    let placement =
+        if colocate { "stream actors on the RTMP arbiters" } else { "stream actors on the engine's thread" };
+    println!("rtmp_load: {n} publishers x {secs} s, part target {max_part:?}, {placement}, {failed} encoders failed");
     println!(
         "parts published {parts}, {:.1} s of media ({:.0}% of real time)",
         media,
@@ -185,18 +192,21 @@ async fn run(n: usize, secs: u64, tags: Vec<Tag>) -> Res<()> {
     println!("late (lag > part target) {late}, published before due {early}, events missed {missed}");
     stats::summary("lag behind the encoder schedule", lags);
     let wall = (deadline - t0 + SETUP).as_secs_f64();
-    let (server_cpu, encoder_cpu) = (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1);
+    let server_cpu = cpu_after - cpu_before - encoder_cpu;
     println!(
         "CPU seconds over the run: server {server_cpu:.2} ({:.0}% of one core), encoders {encoder_cpu:.2}",
         100.0 * server_cpu / wall
     );
+    println!("server threads' CPU seconds (whole life): {threads}");
     Ok(())
 }
 
 /// One publisher: connects, publishes `name`, sends the tags on their schedule from `start` until `end`.
 async fn encoder(addr: SocketAddr, name: String, start: Instant, end: Instant, tags: Vec<Tag>) -> Res<()> {
     let mut client = Client::publishing(addr, &name).await?;
-    let span = tags.last().map_or(0, |t| t.timestamp) + 33;
+    // A loop lasts until the end of its last frame of either kind (30 fps video, 1024-sample AAC at 48 kHz), so
+    // the next loop's timestamps never go back.
+    let span = tags.iter().map(|t| t.timestamp + if t.video { 34 } else { 22 }).max().unwrap_or(1000);
     let mut offset = 0u32;
     'run: loop {
         for tag in &tags {
@@ -288,23 +298,28 @@ impl Client {
     }
 }
 
-/// CPU seconds (user + system) of this process: (all threads but the encoders', the encoders' thread).
-fn cpu() -> Res<(f64, f64)> {
-    // Clock ticks per second: 100 on Linux (USER_HZ), which /proc reports in.
-    const HZ: f64 = 100.0;
-    let ticks = |stat: &str| -> Option<f64> {
-        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
-        let rest = stat.rsplit_once(')')?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        Some((fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?) / HZ)
-    };
-    let total = ticks(&std::fs::read_to_string("/proc/self/stat")?).ok_or("bad /proc/self/stat")?;
-    let mut encoders = 0.0;
+/// CPU seconds of this process's live threads, summed by thread name.
+fn thread_cpu() -> Res<String> {
+    let mut by_name: Vec<(String, f64)> = Vec::new();
     for task in std::fs::read_dir("/proc/self/task")? {
         let task = task?.path();
-        if std::fs::read_to_string(task.join("comm")).is_ok_and(|c| c.trim() == "encoders") {
-            encoders += ticks(&std::fs::read_to_string(task.join("stat"))?).unwrap_or(0.0);
-        }
+        let name = std::fs::read_to_string(task.join("comm"))?.trim().to_owned();
+        // actix names its threads by arbiter number; one entry per thread is what tells them apart.
+        let secs = cpu_of(&task.join("stat").to_string_lossy())?;
+        by_name.push((name, secs));
     }
-    Ok((total - encoders, encoders))
+    by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(by_name.iter().take(6).map(|(n, s)| format!("{n} {s:.2}")).collect::<Vec<_>>().join(", "))
+}
+
+/// CPU seconds (user + system) in a /proc `stat` file: the process's or a thread's.
+fn cpu_of(path: &str) -> Res<f64> {
+    // Clock ticks per second: /proc counts in USER_HZ, 100 on Linux.
+    const HZ: f64 = 100.0;
+    let stat = std::fs::read_to_string(path)?;
+    // After the parenthesised name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').ok_or("bad stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).ok_or("bad stat");
+    Ok((field(11)? + field(12)?) / HZ)
 }
