@@ -473,3 +473,19 @@ async fn delete_stream_flushes_the_last_fragment_and_ends_the_session() {
     assert!(total > 3.9, "{total} s of parts:\n{text}");
     server.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_publish_past_the_stream_limit_is_refused_and_closed() {
+    let options = playlists::Options { max_streams: 1, ..Default::default() };
+    let mut server = Rtmp::start(EngineConfig { options, ..Default::default() }).await;
+    let first = Client::publishing(server.addr, "one").await;
+    let mut client = Client::open(server.addr).await;
+    assert_eq!(client.connect("live").await, Answer::Accepted);
+    match client.publish("two").await {
+        Answer::Refused(status) => assert!(status.contains("NetStream.Publish.Failed"), "{status}"),
+        other => panic!("{other:?}"),
+    }
+    client.closed_by_server().await;
+    drop(first);
+    server.stop().await;
+}
