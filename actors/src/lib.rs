@@ -11,6 +11,7 @@
 //! - [`status`]: `StatusHub`, stream events and once-a-second stats fanned out to subscribers.
 //! - [`http`]: the actix-web routes (ingest, playback, API, `/ws`, `/metrics`, the status page `/`) and the one
 //!   error-to-status mapping.
+//! - [`ingest`]: ingest sources beside HTTP: [`ingest::rtmp`], RTMP publishing (`rtmp://host/live/{stream}`).
 //! - [`config`]: the one `Config` (CLI, environment, TOML file).
 //! - [`demo`]: the built-in demo stream, a committed fixture looped at real-time pace.
 //! - [`pinning`]: one CPU per HTTP worker (`--pin-workers`).
@@ -32,6 +33,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod ingest;
 pub mod pinning;
 pub mod publisher;
 pub mod registry;
