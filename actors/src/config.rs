@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
-use crate::auth::IngestAuth;
+use crate::auth::{IngestAuth, IngestKey};
 use crate::stream::Lifetimes;
 use crate::{EngineConfig, ServeConfig};
 
@@ -34,6 +34,9 @@ pub enum ConfigError {
     /// The settings do not work together.
     #[error(transparent)]
     Invalid(#[from] playlists::Error),
+    /// An `--ingest-key` that is not NAME=SECRET with a valid stream or group name.
+    #[error("{0}")]
+    Key(String),
 }
 
 /// `playlists`: a Low-Latency HLS origin. Encoders push fragmented MP4 to /ingest/{stream}; players read
@@ -49,6 +52,16 @@ pub struct Config {
     /// Address to listen on [default: 127.0.0.1:8080]; 0.0.0.0:8080 to publish.
     #[arg(long, env = "PLAYLISTS_BIND")]
     pub bind: Option<SocketAddr>,
+    /// Address of the RTMP listener (publish to rtmp://HOST/live/{stream}) [default: 127.0.0.1:1935].
+    #[arg(long, env = "PLAYLISTS_RTMP_BIND")]
+    pub rtmp_bind: Option<SocketAddr>,
+    /// No RTMP listener.
+    #[arg(long, env = "PLAYLISTS_NO_RTMP")]
+    pub no_rtmp: bool,
+    /// Ingest keys bound to one stream or group, NAME=SECRET (comma-separated); the RTMP stream key carries one
+    /// as NAME?key=SECRET.
+    #[arg(long = "ingest-key", env = "PLAYLISTS_INGEST_KEYS", value_delimiter = ',')]
+    pub ingest_keys: Vec<String>,
     /// Do not run the built-in demo stream `demo`.
     #[arg(long, env = "PLAYLISTS_NO_DEMO")]
     pub no_demo: bool,
@@ -115,6 +128,9 @@ impl Config {
         Config {
             config: self.config,
             bind: self.bind.or(base.bind),
+            rtmp_bind: self.rtmp_bind.or(base.rtmp_bind),
+            no_rtmp: self.no_rtmp || base.no_rtmp,
+            ingest_keys: if self.ingest_keys.is_empty() { base.ingest_keys } else { self.ingest_keys },
             no_demo: self.no_demo || base.no_demo,
             ingest_tokens: if self.ingest_tokens.is_empty() { base.ingest_tokens } else { self.ingest_tokens },
             target_duration: self.target_duration.or(base.target_duration),
@@ -136,6 +152,11 @@ impl Config {
     /// The address to listen on.
     pub fn bind(&self) -> SocketAddr {
         self.bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    /// The address of the RTMP listener, unless it is turned off.
+    pub fn rtmp_bind(&self) -> Option<SocketAddr> {
+        (!self.no_rtmp).then(|| self.rtmp_bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1935))))
     }
 
     /// The server settings, validated.
@@ -161,12 +182,19 @@ impl Config {
         options.validate()?;
         let tokens: Vec<String> =
             self.ingest_tokens.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
+        let keys = self
+            .ingest_keys
+            .iter()
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| IngestKey::parse(k))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ConfigError::Key)?;
         // What the file and the command line leave unset is the engine's default.
         let engine = EngineConfig::default();
         Ok(ServeConfig {
             engine: EngineConfig {
                 options,
-                auth: IngestAuth { tokens, ..IngestAuth::default() },
+                auth: IngestAuth { tokens, keys },
                 lifetimes: Lifetimes {
                     idle: self.idle_secs.map_or(engine.lifetimes.idle, |s| Duration::from_secs(s.max(1))),
                     grace: self.grace_secs.map_or(engine.lifetimes.grace, Duration::from_secs),
@@ -225,6 +253,20 @@ mod tests {
         assert_eq!(high.serve_config().unwrap().engine.options.max_target_duration, 12);
         assert!(Config::parse_from(["playlists", "--max-part-ms", "5"]).serve_config().is_err());
         assert!(Config::parse_from(["playlists", "--max-target-duration", "1"]).serve_config().is_err());
+    }
+
+    #[test]
+    fn rtmp_and_keys() {
+        assert_eq!(Config::default().rtmp_bind(), Some("127.0.0.1:1935".parse().unwrap()));
+        assert_eq!(Config::parse_from(["playlists", "--no-rtmp"]).rtmp_bind(), None);
+        let c = Config::parse_from(["playlists", "--rtmp-bind", "0.0.0.0:1936", "--ingest-key", "cam1=a,cams=b"]);
+        assert_eq!(c.rtmp_bind(), Some("0.0.0.0:1936".parse().unwrap()));
+        let keys = c.serve_config().unwrap().engine.auth.keys;
+        assert_eq!(keys.iter().map(|k| k.scope.as_str()).collect::<Vec<_>>(), ["cam1", "cams"]);
+        assert!(Config::parse_from(["playlists", "--ingest-key", "cam1"]).serve_config().is_err());
+        let file: Config = toml::from_str("no_rtmp = true\ningest_keys = [\"a=b\"]\n").unwrap();
+        assert_eq!(file.rtmp_bind(), None);
+        assert_eq!(file.serve_config().unwrap().engine.auth.keys.len(), 1);
     }
 
     #[test]

@@ -266,13 +266,30 @@ pub struct ServeConfig {
     pub pin_workers: bool,
 }
 
-/// Runs the server on `listener` until `shutdown` resolves; then ends every stream (`EXT-X-ENDLIST`, so held
-/// requests are answered), stops accepting, and drains in-flight requests for at most `shutdown_timeout`.
+/// The sockets [`serve`] listens on: HTTP, and RTMP if wanted (`From<TcpListener>`: HTTP alone).
+#[derive(Debug)]
+pub struct Listeners {
+    /// HTTP: ingest, playback, status.
+    pub http: std::net::TcpListener,
+    /// RTMP publishing ([`ingest::rtmp`]).
+    pub rtmp: Option<std::net::TcpListener>,
+}
+
+impl From<std::net::TcpListener> for Listeners {
+    fn from(http: std::net::TcpListener) -> Self {
+        Self { http, rtmp: None }
+    }
+}
+
+/// Runs the server on `listeners` until `shutdown` resolves; then stops RTMP sessions (each publishes what it
+/// has), ends every stream (`EXT-X-ENDLIST`, so held requests are answered), stops accepting, and drains
+/// in-flight requests for at most `shutdown_timeout`.
 pub async fn serve(
     config: ServeConfig,
-    listener: std::net::TcpListener,
+    listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()> + 'static,
 ) -> std::io::Result<()> {
+    let Listeners { http: listener, rtmp } = listeners.into();
     let pinning = config
         .pin_workers
         .then(pinning::Pinning::new)
@@ -302,8 +319,22 @@ pub async fn serve(
     }
     let server = server.listen(listener)?.run();
     let handle = server.handle();
+    let (stop_rtmp, rtmp_stopping) = tokio::sync::watch::channel(false);
+    if let Some(rtmp) = rtmp {
+        let publishers = engine.publishers().clone();
+        let mut stopping = rtmp_stopping;
+        actix::spawn(async move {
+            let stop = async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            };
+            if let Err(e) = ingest::rtmp::run(rtmp, publishers, stop).await {
+                tracing::error!("RTMP ingest stopped: {e}");
+            }
+        });
+    }
     actix::spawn(async move {
         shutdown.await;
+        let _ = stop_rtmp.send(true);
         let ended = engine.shutdown().await;
         tracing::info!(streams = ended, "shutting down: every stream ended");
         // Let held requests see the ENDLIST before the listener closes.

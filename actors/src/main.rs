@@ -18,7 +18,17 @@ async fn main() -> anyhow::Result<()> {
     if serve.demo {
         tracing::info!("demo stream: http://{bind}/live/demo/index.m3u8 (--no-demo turns it off)");
     }
-    playlists_actors::serve(serve, listener, shutdown_signal()).await.context("serving")?;
+    let rtmp = match config.rtmp_bind() {
+        Some(addr) => {
+            let rtmp = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("binding {addr} for RTMP (--no-rtmp turns it off)"))?;
+            tracing::info!("RTMP ingest on rtmp://{addr}/live/{{stream}}");
+            Some(rtmp)
+        }
+        None => None,
+    };
+    let listeners = playlists_actors::Listeners { http: listener, rtmp };
+    playlists_actors::serve(serve, listeners, shutdown_signal()).await.context("serving")?;
     tracing::info!("stopped");
     Ok(())
 }
