@@ -187,10 +187,6 @@ pub struct M3u8Manifest {
     last_part: Option<Position>,
     /// Longest part seen before `part_target` was fixed.
     longest_part: Duration,
-    /// Most media that arrived at once before `part_target` was fixed (see [`M3u8Manifest::arrived_together`]).
-    longest_burst: Duration,
-    /// `PART-HOLD-BACK` in milliseconds, fixed with `part_target`.
-    part_hold_back_ms: Option<u64>,
     part_target: Option<Duration>,
     discontinuity_sequence: u64,
     /// Version of the init segment that parts pushed from now on need.
@@ -242,8 +238,6 @@ impl M3u8Manifest {
             parts_total: 0,
             last_part: None,
             longest_part: Duration::ZERO,
-            longest_burst: Duration::ZERO,
-            part_hold_back_ms: None,
             part_target: None,
             discontinuity_sequence: 0,
             map: 0,
@@ -415,7 +409,7 @@ impl M3u8Manifest {
         out.extend_from_slice(b"\n#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=");
         put_u64(out, self.skip_boundary.as_secs());
         out.extend_from_slice(b".0,PART-HOLD-BACK=");
-        put_ms(out, self.part_hold_back_ms.unwrap_or(part_target * 3));
+        put_ms(out, part_target * 3);
         out.extend_from_slice(b",HOLD-BACK=");
         put_u64(out, 3 * td);
         out.extend_from_slice(b".0\n#EXT-X-PART-INF:PART-TARGET=");
@@ -532,17 +526,6 @@ impl M3u8Manifest {
         }
     }
 
-    /// Notes that `media` arrived at once with the part about to be pushed: an encoder's fragment longer than a
-    /// part, cut into parts that all became available together. A player closer to the live edge than that would
-    /// run dry before the next fragment, so `PART-HOLD-BACK`, fixed with `PART-TARGET` when the first segment
-    /// closes, keeps it the longest such burst plus two part targets behind (and never less than 3 × PART-TARGET,
-    /// item 71). Parts pushed without it arrived on their own.
-    pub fn arrived_together(&mut self, media: Duration) {
-        if self.part_target.is_none() {
-            self.longest_burst = self.longest_burst.max(media);
-        }
-    }
-
     /// `EXT-X-TARGETDURATION`, seconds: fixed when the first segment closes (raised to fit it if it was longer than
     /// the configured one).
     pub fn target_duration(&self) -> u32 {
@@ -577,9 +560,7 @@ impl M3u8Manifest {
         let seg = self.open;
         if self.part_target.is_none() {
             // Rounded up so that every part seen so far is within it (item 69).
-            let part_target = ceil_ms(self.longest_part).max(1);
-            self.part_target = Some(Duration::from_millis(part_target));
-            self.part_hold_back_ms = Some((3 * part_target).max(ceil_ms(self.longest_burst) + 2 * part_target));
+            self.part_target = Some(Duration::from_millis(ceil_ms(self.longest_part).max(1)));
             // The first GOP decides: every EXTINF rounds to at most TARGETDURATION (item 68), and the delta
             // boundary and the window grow with it (items 44, 74).
             self.fit_target_duration(seg.ms);
@@ -1322,25 +1303,6 @@ s8.mp4
             text.lines().filter(|l| l.starts_with("#EXT-X-PART:") && l.contains(".0.mp4")).collect();
         assert!(first_parts.len() >= 2 && first_parts.iter().all(|l| l.ends_with("INDEPENDENT=YES")), "{text}");
         assert_eq!(text.matches("INDEPENDENT=YES").count(), first_parts.len());
-    }
-
-    // Item 71 for parts cut from an encoder's longer fragments: they arrive together, so PART-HOLD-BACK keeps
-    // players the longest burst plus two part targets behind; parts that arrive alone keep 3 x PART-TARGET.
-    #[test]
-    fn part_hold_back_covers_parts_that_arrive_together() {
-        let mut f = Feed::new(&Options::default(), 200, 20);
-        for _ in 0..25 {
-            f.m.arrived_together(Duration::from_secs(4));
-            f.push();
-        }
-        assert!(f.text(false, &[]).contains(",PART-HOLD-BACK=4.400,HOLD-BACK=12.0\n"));
-        let mut g = Feed::new(&Options::default(), 200, 5);
-        g.push_n(6);
-        assert!(g.text(false, &[]).contains(",PART-HOLD-BACK=0.600,"));
-        // Fixed with PART-TARGET: a later burst does not move it (SERVER-CONTROL stays the same, item 21).
-        g.m.arrived_together(Duration::from_secs(2));
-        g.push_n(6);
-        assert!(g.text(false, &[]).contains(",PART-HOLD-BACK=0.600,"));
     }
 
     // A first GOP longer than the most the target duration may be raised to: cut at that, without a keyframe.

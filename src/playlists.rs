@@ -267,7 +267,6 @@ impl Stream {
             _ => false,
         };
         let meta = PartMeta { duration, independent: fragment.independent(), discontinuity: jump, wallclock: now };
-        w.manifest.arrived_together(fragment.burst);
         let published = self.publish_locked(&mut w, fragment.bytes, meta)?;
         w.next_decode = decode.map(|(base, ts)| (base.saturating_add(ticks(duration, ts)), ts));
         Ok(published)

@@ -21,7 +21,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use actix::Addr;
-use playlists::fmp4::{self, Init, Item};
+use playlists::fmp4::{self, Fragment, Init, Item};
 use playlists::playlists::{Published, Stream};
 use playlists::{Playlists, StreamId};
 
@@ -136,6 +136,7 @@ impl Publishers {
             lease: None,
             init: None,
             lost: 0,
+            paced: 0,
         })
     }
 
@@ -174,6 +175,7 @@ pub struct Publisher {
     /// The init the fragments of this source are cut against, once it sent one.
     init: Option<Arc<Init>>,
     lost: u32,
+    paced: u64,
 }
 
 /// Why one item was not published.
@@ -215,33 +217,41 @@ impl Publisher {
     }
 
     /// Publishes an init or a fragment, in order; a fragment longer than the part target is cut into parts of at
-    /// most that. Answers the parts published (none for an init).
+    /// most that. Answers the parts published now: of a cut fragment the first, while the others follow at the pace
+    /// of their media (see [`Ingest::then`](crate::stream::Ingest::then); counted in
+    /// [`paced_parts`](Self::paced_parts)).
     pub async fn publish(&mut self, item: Item) -> Result<Vec<Published>, PublishError> {
         if self.superseded() {
             return Err(PublishError::Superseded);
         }
         match item {
             Item::Init(init) => {
-                self.deliver(Item::Init(Arc::clone(&init))).await?;
+                self.deliver(Item::Init(Arc::clone(&init)), Vec::new()).await?;
                 self.init = Some(init);
                 Ok(Vec::new())
             }
             Item::Fragment(fragment) => {
-                let pieces = self.cut(fragment)?;
-                let mut published = Vec::with_capacity(pieces.len());
-                for piece in pieces {
-                    if let Some(p) = self.deliver(Item::Fragment(piece)).await? {
-                        published.push(p);
-                    }
+                let mut pieces = self.cut(fragment)?.into_iter();
+                let Some(first) = pieces.next() else { return Ok(Vec::new()) };
+                let then: Vec<_> = pieces.collect();
+                let paced = then.len() as u64;
+                let published = self.deliver(Item::Fragment(first), then).await?;
+                if published.is_some() {
+                    self.paced += paced;
                 }
-                Ok(published)
+                Ok(published.into_iter().collect())
             }
         }
     }
 
+    /// Parts of cut fragments handed to the stream's actor to publish at their media's pace.
+    pub fn paced_parts(&self) -> u64 {
+        self.paced
+    }
+
     /// The fragment as the parts it becomes: itself, or if it is longer than the part target, its samples cut
     /// into parts of at most that ([`fmp4::refragment`]).
-    fn cut(&self, fragment: fmp4::Fragment) -> Result<Vec<fmp4::Fragment>, PublishError> {
+    fn cut(&self, fragment: Fragment) -> Result<Vec<Fragment>, PublishError> {
         let max = self.publishers.max_part();
         if fragment.duration() <= max {
             return Ok(vec![fragment]);
@@ -259,10 +269,10 @@ impl Publisher {
         stream.current_init().ok_or(PublishError::Data(playlists::Error::NoInit))
     }
 
-    /// Hands one item to the actor and waits for the outcome; a fault of the actor loses the item but not the
-    /// stream (counted in [`lost_fragments`](Self::lost_fragments)).
-    async fn deliver(&mut self, item: Item) -> Result<Option<Published>, PublishError> {
-        match self.try_deliver(item).await {
+    /// Hands one item (and the parts paced after it) to the actor and waits for the outcome; a fault of the actor
+    /// loses the item but not the stream (counted in [`lost_fragments`](Self::lost_fragments)).
+    async fn deliver(&mut self, item: Item, then: Vec<Fragment>) -> Result<Option<Published>, PublishError> {
+        match self.try_deliver(item, then).await {
             Ok(p) => Ok(p),
             Err(Delivery::Failed(e)) => Err(e),
             Err(Delivery::Lost) => {
@@ -274,21 +284,21 @@ impl Publisher {
 
     /// Too many items queued is `Busy`; an actor that died is replaced through the registry, and an item it never
     /// received is sent again once.
-    async fn try_deliver(&mut self, item: Item) -> Result<Option<Published>, Delivery> {
-        let mut item = item;
+    async fn try_deliver(&mut self, item: Item, then: Vec<Fragment>) -> Result<Option<Published>, Delivery> {
+        let (mut item, mut then) = (item, then);
         for attempt in 0..2 {
-            match self.handle.ingest(item).await {
+            match self.handle.ingest(item, then).await {
                 Ok(outcome) => return outcome.map_err(|e| Delivery::Failed(e.into())),
                 Err(Undelivered::Busy) => return Err(Delivery::Failed(PublishError::Busy)),
                 Err(Undelivered::Died) => {
                     self.reroute().await.map_err(Delivery::Failed)?;
                     return Err(Delivery::Lost);
                 }
-                Err(Undelivered::Closed(back)) if attempt == 0 => {
+                Err(Undelivered::Closed(back, rest)) if attempt == 0 => {
                     self.reroute().await.map_err(Delivery::Failed)?;
-                    item = back;
+                    (item, then) = (back, rest);
                 }
-                Err(Undelivered::Closed(_)) => break,
+                Err(Undelivered::Closed(..)) => break,
             }
         }
         Err(Delivery::Failed(PublishError::Unavailable("the stream's actor is not running".into())))

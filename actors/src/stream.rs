@@ -9,13 +9,14 @@
 //! The published state lives in the shared `Stream`, not in the actor, so an actor that dies (a fault in a handler)
 //! is replaced by the registry without losing anything already published.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use actix::WeakAddr;
-use playlists::fmp4::Item;
+use playlists::fmp4::{Fragment, Item};
 use playlists::manifest::Warning;
 use playlists::playlists::{Published, Stream};
 use playlists::Error;
@@ -37,6 +38,12 @@ const TICK: Duration = Duration::from_millis(500);
 pub struct Ingest {
     /// The item.
     pub item: Item,
+    /// Parts to publish after `item` at the pace of their media: the rest of an encoder's long fragment cut into
+    /// parts. They arrived together, but released at once they would reach players in bursts (a new part only
+    /// every fragment, checklist item 73) and players would stall between them; released one part duration after
+    /// another they reach players as a live encoder's parts would. A next item flushes whatever is still waiting
+    /// (the encoder is ahead of the pace).
+    pub then: Vec<Fragment>,
     /// Where the outcome goes: the part published, or nothing for an init.
     pub reply: oneshot::Sender<Result<Option<Published>, Error>>,
 }
@@ -46,8 +53,9 @@ pub struct Ingest {
 pub enum Undelivered {
     /// [`MAILBOX`] items are already queued for this stream.
     Busy,
-    /// The actor is gone (its mailbox closed); the item comes back to be sent to its replacement.
-    Closed(Item),
+    /// The actor is gone (its mailbox closed); the item and its paced parts come back to be sent to its
+    /// replacement.
+    Closed(Item, Vec<Fragment>),
     /// The actor died while handling the item.
     Died,
 }
@@ -85,19 +93,24 @@ impl StreamHandle {
         self.addr.connected()
     }
 
-    /// Hands `item` to the actor and waits for the outcome of publishing it.
-    pub async fn ingest(&self, item: Item) -> Result<Result<Option<Published>, Error>, Undelivered> {
+    /// Hands `item` (and the parts to publish after it at their media's pace, see [`Ingest::then`]) to the actor
+    /// and waits for the outcome of publishing `item`.
+    pub async fn ingest(
+        &self,
+        item: Item,
+        then: Vec<Fragment>,
+    ) -> Result<Result<Option<Published>, Error>, Undelivered> {
         if self.queued.fetch_add(1, Ordering::AcqRel) >= MAILBOX {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(Undelivered::Busy);
         }
         let _place = Place(&self.queued);
         let (reply, outcome) = oneshot::channel();
-        match self.addr.try_send(Ingest { item, reply }) {
+        match self.addr.try_send(Ingest { item, then, reply }) {
             Ok(()) => {}
             // actix parks a sender that overran its own share of the mailbox; the count above is the real bound.
             Err(SendError::Full(msg)) => self.addr.do_send(msg),
-            Err(SendError::Closed(msg)) => return Err(Undelivered::Closed(msg.item)),
+            Err(SendError::Closed(msg)) => return Err(Undelivered::Closed(msg.item, msg.then)),
         }
         outcome.await.map_err(|_| Undelivered::Died)
     }
@@ -146,13 +159,27 @@ pub struct StreamActor {
     lifetimes: Lifetimes,
     last_activity: Instant,
     ended_at: Option<Instant>,
+    /// Parts waiting for their turn ([`Ingest::then`]), the oldest first, and when the first of them is due.
+    paced: VecDeque<Fragment>,
+    next_due: Instant,
+    pacer: Option<SpawnHandle>,
 }
 
 impl StreamActor {
     /// An actor for `stream`.
     pub fn new(stream: Arc<Stream>, hub: StatusHub, registry: WeakAddr<Registry>, lifetimes: Lifetimes) -> Self {
         let ended_at = stream.edge().ended.then(Instant::now);
-        Self { stream, hub, registry, lifetimes, last_activity: Instant::now(), ended_at }
+        Self {
+            stream,
+            hub,
+            registry,
+            lifetimes,
+            last_activity: Instant::now(),
+            ended_at,
+            paced: VecDeque::new(),
+            next_due: Instant::now(),
+            pacer: None,
+        }
     }
 
     fn name(&self) -> String {
@@ -168,6 +195,38 @@ impl StreamActor {
                 self.report(&published);
                 Ok(Some(published))
             }
+        }
+    }
+
+    /// Publishes one paced part; an error (the stream ended meanwhile) drops it with a log line, as nobody waits
+    /// for its outcome.
+    fn publish_paced(&mut self, fragment: Fragment) {
+        if let Err(e) = self.ingest(Item::Fragment(fragment)) {
+            tracing::debug!(stream = %self.stream.id(), "paced part not published: {e}");
+        }
+    }
+
+    /// Publishes every part still waiting: something newer has come, or the stream ends.
+    fn flush_paced(&mut self, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.pacer.take() {
+            ctx.cancel_future(timer);
+        }
+        while let Some(fragment) = self.paced.pop_front() {
+            self.publish_paced(fragment);
+        }
+    }
+
+    /// Publishes the parts that are due and sets a timer for the next one.
+    fn release_due(&mut self, ctx: &mut Context<Self>) {
+        self.pacer = None;
+        while self.next_due <= Instant::now() {
+            let Some(fragment) = self.paced.pop_front() else { return };
+            self.next_due += fragment.duration();
+            self.publish_paced(fragment);
+        }
+        if !self.paced.is_empty() {
+            let wait = self.next_due.saturating_duration_since(Instant::now());
+            self.pacer = Some(ctx.run_later(wait, Self::release_due));
         }
     }
 
@@ -255,15 +314,29 @@ impl Actor for StreamActor {
 impl Handler<Ingest> for StreamActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Ingest, _ctx: &mut Self::Context) {
-        let _ = msg.reply.send(self.ingest(msg.item));
+    fn handle(&mut self, msg: Ingest, ctx: &mut Self::Context) {
+        // Whatever was still waiting goes first: the encoder is ahead of the pace.
+        self.flush_paced(ctx);
+        let first = match &msg.item {
+            Item::Fragment(f) => f.duration(),
+            Item::Init(_) => Duration::ZERO,
+        };
+        let outcome = self.ingest(msg.item);
+        let published = outcome.is_ok();
+        let _ = msg.reply.send(outcome);
+        if published && !msg.then.is_empty() {
+            self.paced.extend(msg.then);
+            self.next_due = Instant::now() + first;
+            self.release_due(ctx);
+        }
     }
 }
 
 impl Handler<End> for StreamActor {
     type Result = ();
 
-    fn handle(&mut self, _msg: End, _ctx: &mut Self::Context) {
+    fn handle(&mut self, _msg: End, ctx: &mut Self::Context) {
+        self.flush_paced(ctx);
         self.end();
     }
 }

@@ -18,10 +18,6 @@ pub struct Fragment {
     pub bytes: Bytes,
     /// One run per `traf`, in `moof` order.
     pub tracks: Vec<TrackRun>,
-    /// How much media arrived at once with this fragment: its own duration, or for a piece that
-    /// [`refragment`](super::refragment) cut, the duration of the fragment it came from (its pieces become
-    /// available together, and players must stay that far behind the live edge).
-    pub burst: Duration,
 }
 
 /// The timing of one track within a fragment (all `trun`s of one `traf` together).
@@ -115,9 +111,7 @@ impl Fragment {
     /// inside the `mdat` (unless `tfhd` gives an absolute base data offset, which a live stream cannot check).
     pub fn parse(bytes: Bytes, init: &Init) -> Result<Fragment, Error> {
         let tracks = parse_runs(&bytes, init)?;
-        let mut fragment = Fragment { bytes, tracks, burst: Duration::ZERO };
-        fragment.burst = fragment.duration();
-        Ok(fragment)
+        Ok(Fragment { bytes, tracks })
     }
 
     /// The run whose timeline defines the part: video, else audio, else the first (see FFMPEG.md: summing the

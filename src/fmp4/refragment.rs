@@ -113,8 +113,7 @@ pub fn refragment(fragment: Fragment, init: &Init, max: Duration) -> Result<Vec<
                 .collect();
             let prefix = if p == 0 { fragment.bytes.get(..tables.moof_offset).unwrap_or_default() } else { &[] };
             let bytes = write_moof_mdat(prefix, tables.sequence, &runs)?;
-            // The pieces arrived together, as the fragment they were cut from.
-            Fragment::parse(bytes, init).map(|piece| Fragment { burst: fragment.burst, ..piece })
+            Fragment::parse(bytes, init)
         })
         .collect()
 }

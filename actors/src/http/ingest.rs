@@ -27,7 +27,7 @@ pub struct Summary {
     pub stream: String,
     /// Init segments received.
     pub inits: u32,
-    /// Parts published.
+    /// Parts published, or (the rest of a long fragment cut into parts) being published at their media's pace.
     pub parts: u64,
     /// Segments this upload's parts closed.
     pub segments_closed: u64,
@@ -222,6 +222,7 @@ async fn parts(
         summary.add(init, &published);
     }
     summary.lost_fragments = publisher.lost_fragments();
+    summary.parts += publisher.paced_parts();
     if splitter.pending() > 0 {
         return Err(Error::Malformed("the body ends inside a box".into()).into());
     }
@@ -268,6 +269,7 @@ async fn upload(req: HttpRequest, stream: &str, mut payload: web::Payload, state
         }
     }
     summary.lost_fragments = publisher.lost_fragments();
+    summary.parts += publisher.paced_parts();
     summary.dropped_bytes = splitter.pending();
     tracing::info!(stream = %id, parts = summary.parts, dropped = summary.dropped_bytes, "ingest ended");
     HttpResponse::Ok().json(summary)
