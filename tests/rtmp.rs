@@ -489,3 +489,42 @@ async fn a_publish_past_the_stream_limit_is_refused_and_closed() {
     drop(first);
     server.stop().await;
 }
+
+/// The server as the binary runs it: `serve()` with an HTTP and an RTMP listener. An RTMP publish is played over
+/// HTTP, and the shutdown ends the RTMP session (the server closes its connection) and `serve` itself.
+#[actix_rt::test]
+async fn serve_takes_rtmp_beside_http_and_shutdown_ends_both() {
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let rtmp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (base, rtmp_addr) = (format!("http://{}", http.local_addr().unwrap()), rtmp.local_addr().unwrap());
+    let config = playlists_actors::ServeConfig {
+        engine: EngineConfig::default(),
+        demo: false,
+        shutdown_timeout: Duration::from_secs(2),
+        workers: 1,
+        pin_workers: false,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let listeners = playlists_actors::Listeners { http, rtmp: Some(rtmp) };
+    let server = actix_rt::spawn(playlists_actors::serve(config, listeners, async move {
+        let _ = stopped.await;
+    }));
+    let mut client = Client::publishing(rtmp_addr, "cam1").await;
+    send_all(&mut client, &fixture_tags(), 0).await;
+    let http = awc::Client::default();
+    let url = format!("{base}/live/cam1/index.m3u8");
+    let deadline = std::time::Instant::now() + WAIT;
+    let text = loop {
+        let mut r = http.get(&url).send().await.unwrap();
+        let body = r.body().await.unwrap();
+        if r.status() == 200 {
+            break String::from_utf8_lossy(&body).into_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no playlist for the RTMP publish: {}", r.status());
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(text.contains("#EXT-X-PART:"), "{text}");
+    stop.send(()).unwrap();
+    client.closed_by_server().await;
+    server.await.unwrap().unwrap();
+}
