@@ -116,17 +116,28 @@ enum Codec {
     Vp9Opus,
 }
 
-/// The verified push command of shared/FFMPEG.md (640x360, 800 kbit/s), stopping after `secs`.
-fn ffmpeg_push(url: &str, codec: Codec, secs: u32) -> Command {
+/// ffmpeg with the live test source of shared/FFMPEG.md (640x360 at 30 fps, a 440 Hz beep at 48 kHz) as its
+/// inputs, read at real-time pace.
+fn ffmpeg_live_source() -> Command {
     let mut c = Command::new("ffmpeg");
     c.args(["-hide_banner", "-nostdin", "-loglevel", "warning"]);
     c.args(["-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"]);
     c.args(["-re", "-f", "lavfi", "-i", "sine=frequency=440:beep_factor=4:sample_rate=48000"]);
     c.args(["-map", "0:v", "-map", "1:a"]);
+    c
+}
+
+/// x264 as live encoders set it up.
+const X264_LIVE: [&str; 10] =
+    ["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-sc_threshold", "0"];
+
+/// The verified push command of shared/FFMPEG.md (640x360, 800 kbit/s), stopping after `secs`.
+fn ffmpeg_push(url: &str, codec: Codec, secs: u32) -> Command {
+    let mut c = ffmpeg_live_source();
     match codec {
         Codec::H264Aac => {
-            c.args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"]);
-            c.args(["-b:v", "800k", "-g", "30", "-keyint_min", "30", "-sc_threshold", "0"]);
+            c.args(X264_LIVE);
+            c.args(["-b:v", "800k", "-g", "30", "-keyint_min", "30"]);
             c.args(["-c:a", "aac", "-b:a", "128k", "-ac", "2", "-ar", "48000"]);
         }
         Codec::Vp9Opus => {
@@ -826,15 +837,11 @@ async fn with_rtmp(origin: &Origin) -> u16 {
 /// ffmpeg with OBS's usual settings (x264 CBR, 2 s keyframe interval, AAC 48 kHz stereo) publishing to `url`
 /// (`rtmp://...`) for `secs`.
 fn ffmpeg_rtmp(url: &str, secs: u32) -> Command {
-    let mut c = Command::new("ffmpeg");
-    c.args(["-hide_banner", "-nostdin", "-loglevel", "warning"]);
-    c.args(["-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"]);
-    c.args(["-re", "-f", "lavfi", "-i", "sine=frequency=440:beep_factor=4:sample_rate=48000"]);
-    c.args(["-map", "0:v", "-map", "1:a"]);
-    c.args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"]);
+    let mut c = ffmpeg_live_source();
+    c.args(X264_LIVE);
     // CBR as OBS sets it: bitrate, maxrate and a one-second buffer.
     c.args(["-b:v", "1500k", "-maxrate", "1500k", "-bufsize", "1500k", "-x264-params", "nal-hrd=cbr"]);
-    c.args(["-g", "60", "-keyint_min", "60", "-sc_threshold", "0"]);
+    c.args(["-g", "60", "-keyint_min", "60"]);
     c.args(["-c:a", "aac", "-b:a", "128k", "-ac", "2", "-ar", "48000"]);
     c.args(["-t", &secs.to_string(), "-f", "flv", url]);
     c
@@ -892,13 +899,9 @@ async fn hlsjs_plays_an_rtmp_publish_from_ffmpeg_with_obs_settings() {
 async fn hlsjs_plays_one_fragment_per_4s_gop_in_short_parts() {
     let origin = origin().await;
     let stream = "gop4";
-    let mut c = Command::new("ffmpeg");
-    c.args(["-hide_banner", "-nostdin", "-loglevel", "warning"]);
-    c.args(["-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"]);
-    c.args(["-re", "-f", "lavfi", "-i", "sine=frequency=440:beep_factor=4:sample_rate=48000"]);
-    c.args(["-map", "0:v", "-map", "1:a"]);
-    c.args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"]);
-    c.args(["-b:v", "800k", "-g", "120", "-keyint_min", "120", "-sc_threshold", "0"]);
+    let mut c = ffmpeg_live_source();
+    c.args(X264_LIVE);
+    c.args(["-b:v", "800k", "-g", "120", "-keyint_min", "120"]);
     c.args(["-c:a", "aac", "-b:a", "128k", "-ac", "2", "-ar", "48000", "-t", "50"]);
     // What the issue found failing: one fragment per GOP, no -frag_duration.
     c.args(["-f", "mp4", "-movflags", "empty_moov+default_base_moof+frag_keyframe"]);

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use common::{start, Media, Server};
 use playlists::{Options, StreamId};
 use playlists_actors::auth::IngestAuth;
+use playlists_actors::status::Event;
 use playlists_actors::EngineConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -108,9 +109,17 @@ fn post(path: &str) -> String {
 async fn a_refused_token_closes_an_upload_that_keeps_sending() {
     let auth = IngestAuth { tokens: vec!["s3cret".into()], ..IngestAuth::default() };
     let server = start(EngineConfig { auth, ..EngineConfig::default() }).await;
+    let mut events = server.engine.hub().subscribe();
     let media = Media::h264();
     let head = format!("{}\r\nAuthorization: Bearer wrong", post("/ingest/cam"));
     upload_without_end(&server, &head, &media.init).await.assert_refused(403);
+    // Also a warning event with the reason, for whoever watches /ws.
+    let event = events.try_recv().expect("a warning event");
+    let Event::Warning { stream, message } = &*event else { panic!("{event:?}") };
+    assert_eq!(
+        (stream.as_str(), message.as_str()),
+        ("cam", "http ingest refused: forbidden: bad ingest credential for this stream")
+    );
     // No credential at all.
     upload_without_end(&server, &post("/ingest/cam"), &media.init).await.assert_refused(403);
     assert!(server.engine.playlists().stream(&StreamId::parse("cam").unwrap()).is_none(), "nothing was created");

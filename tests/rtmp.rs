@@ -230,6 +230,7 @@ async fn a_publish_is_accepted_and_runs_until_the_encoder_closes() {
 #[actix_rt::test]
 async fn a_wrong_key_gets_an_error_status_and_a_closed_connection() {
     let mut server = Rtmp::with_key("s3cret").await;
+    let mut events = server.http.engine.hub().subscribe();
     for key in ["cam1?key=wrong", "cam1", "cam1?token="] {
         let mut client = Client::open(server.addr).await;
         assert_eq!(client.connect("live").await, Answer::Accepted);
@@ -238,6 +239,12 @@ async fn a_wrong_key_gets_an_error_status_and_a_closed_connection() {
             other => panic!("{key}: {other:?}"),
         }
         client.closed_by_server().await;
+        // Also a warning event with the reason, and no secret in it.
+        let event = events.try_recv().expect("a warning event");
+        let playlists_actors::status::Event::Warning { stream, message } = &*event else { panic!("{event:?}") };
+        assert_eq!(stream, "cam1");
+        assert!(message.starts_with("rtmp ingest refused: forbidden: "), "{message}");
+        assert!(!message.contains("wrong"), "{message}");
     }
     for key in ["cam1?key=s3cret", "cam2?x=1&token=s3cret"] {
         let client = Client::publishing(server.addr, key).await;

@@ -414,12 +414,23 @@ impl Session {
         let Some(p) = &mut self.publishing else { return Ok(()) };
         // Checked on every message, so a superseded encoder is told at once, not at its next whole fragment.
         if p.publisher.superseded() {
-            self.publishing = None;
-            return Err(PublishError::Superseded.to_string());
+            return Err(self.stop_publishing(&PublishError::Superseded));
         }
         let packed = if video { p.packager.video(timestamp, tag) } else { p.packager.audio(timestamp, tag) };
-        packed.map_err(|e| format!("bad media: {e}"))?;
+        if let Err(e) = packed {
+            return Err(self.stop_publishing(&format_args!("bad media: {e}")));
+        }
         self.drain().await
+    }
+
+    /// Ends an accepted publish that failed: a `warning` event and a log line with the reason, as every refusal
+    /// gets; the caller then closes the connection. Answers the reason.
+    fn stop_publishing(&mut self, reason: &dyn std::fmt::Display) -> String {
+        let reason = reason.to_string();
+        if let Some(p) = self.publishing.take() {
+            self.ctx.publishers.refused(p.publisher.id().as_str(), Source::Rtmp, &reason);
+        }
+        reason
     }
 
     /// Publishes what the packager has ready. A failure (superseded, stream ended, bad media) ends the publish.
@@ -427,8 +438,7 @@ impl Session {
         let Some(p) = &mut self.publishing else { return Ok(()) };
         while let Some(item) = p.packager.next_item() {
             if let Err(e) = p.publisher.publish(item).await {
-                self.publishing = None;
-                return Err(format!("publishing failed: {e}"));
+                return Err(self.stop_publishing(&format_args!("publishing failed: {e}")));
             }
         }
         Ok(())
