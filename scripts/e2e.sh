@@ -9,7 +9,9 @@
 # 2. Builds the server (release), plays its built-in demo stream with hls.js in headless Chromium, and opens its
 #    status page there (the demo row appears and advances; a screenshot goes to target/e2e/status-page.png).
 # 3. Runs the #[ignore] tests of tests/e2e.rs: ffmpeg ingest (H.264+AAC and VP9+Opus) followed part by part,
-#    hls.js and ffmpeg's HLS reader playing ffmpeg's stream, nginx (examples/nginx-edge.conf) with 50 viewers.
+#    hls.js and ffmpeg's HLS reader playing ffmpeg's stream, nginx (examples/nginx-edge.conf) with 50 viewers;
+#    and the encoders of issue 10: ffmpeg over RTMP with OBS's settings and ffmpeg sending one fragment per 4 s GOP,
+#    each played by hls.js, and ffmpeg with wrong credentials over HTTP and RTMP, which must exit with an error.
 # 4. Writes what was measured into BENCHMARKS.md, between <!-- e2e:start --> and <!-- e2e:end --> (nothing else
 #    in the file is touched).
 #

@@ -40,6 +40,9 @@ pub enum Error {
     /// The bytes look like MP4 but are malformed.
     #[error("malformed MP4: {0}")]
     Malformed(String),
+    /// An FLV tag of an RTMP publish that is malformed or of a codec that is not taken.
+    #[error("bad FLV: {0}")]
+    MalformedFlv(String),
     /// Options that cannot work together.
     #[error("invalid options: {0}")]
     InvalidOptions(String),

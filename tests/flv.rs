@@ -577,7 +577,7 @@ fn memory_is_bounded() {
         }
     }
     let err = result.expect_err("bounded");
-    assert!(matches!(&err, Error::Malformed(m) if m.contains("samples pending")), "{err}");
+    assert!(matches!(&err, Error::MalformedFlv(m) if m.contains("samples pending")), "{err}");
     assert_eq!(p.video(0, video_frame(true, 0)), Err(err), "the packager stays failed");
     // Big frames on one millisecond: bounded in bytes.
     let mut p = Packager::new(PART);

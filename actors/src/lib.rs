@@ -197,8 +197,9 @@ impl Engine {
         Ok(init)
     }
 
-    /// Publishes one fragment (moof+mdat) as the next part of `id` (or parts, if it is longer than the part
-    /// target), without HTTP. Answers the last part published.
+    /// Publishes one fragment (moof+mdat) as the next part of `id`, without HTTP. A fragment longer than the part
+    /// target becomes several parts: the first is published at once (and answered), the others follow at the pace
+    /// of their media.
     pub async fn publish_fragment(&self, id: &StreamId, fragment: Bytes) -> Result<Published, PublishError> {
         let stream = self.playlists().stream(id).ok_or(playlists::Error::UnknownStream)?;
         let init = stream.current_init().ok_or(playlists::Error::NoInit)?;
@@ -206,7 +207,7 @@ impl Engine {
         self.publish_parsed(id, fragment).await
     }
 
-    /// Publishes an already parsed fragment; answers the last part published.
+    /// Publishes an already parsed fragment, as [`publish_fragment`](Self::publish_fragment) does.
     pub async fn publish_parsed(&self, id: &StreamId, fragment: Fragment) -> Result<Published, PublishError> {
         self.publish(id, Item::Fragment(fragment)).await?.pop().ok_or_else(stopped)
     }

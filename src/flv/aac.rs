@@ -19,7 +19,7 @@ pub struct AudioSpecificConfig {
 }
 
 fn malformed(what: &str) -> Error {
-    Error::Malformed(format!("FLV: AudioSpecificConfig: {what}"))
+    Error::MalformedFlv(format!("AudioSpecificConfig: {what}"))
 }
 
 /// `samplingFrequencyIndex` 0..=12 (13 and 14 are reserved, 15 means an explicit 24-bit rate).

@@ -18,7 +18,7 @@ pub struct Av1Config {
 }
 
 fn malformed(what: &str) -> Error {
-    Error::Malformed(format!("FLV: av1C: {what}"))
+    Error::MalformedFlv(format!("av1C: {what}"))
 }
 
 /// OBU type of a sequence header.

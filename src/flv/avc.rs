@@ -22,7 +22,7 @@ pub struct AvcConfig {
 }
 
 fn malformed(what: &str) -> Error {
-    Error::Malformed(format!("FLV: avcC: {what}"))
+    Error::MalformedFlv(format!("avcC: {what}"))
 }
 
 impl AvcConfig {

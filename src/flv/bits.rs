@@ -17,7 +17,7 @@ impl<'a> Bits<'a> {
     }
 
     fn short(&self) -> Error {
-        Error::Malformed(format!("FLV: {} is truncated", self.what))
+        Error::MalformedFlv(format!("{} is truncated", self.what))
     }
 
     /// One bit.
@@ -56,12 +56,12 @@ impl<'a> Bits<'a> {
         while !self.bit()? {
             zeros += 1;
             if zeros > 31 {
-                return Err(Error::Malformed(format!("FLV: {}: exp-Golomb code too long", self.what)));
+                return Err(Error::MalformedFlv(format!("{}: exp-Golomb code too long", self.what)));
             }
         }
         let rest = u64::from(self.bits(zeros)?);
         let v = (1u64 << zeros) - 1 + rest;
-        u32::try_from(v).map_err(|_| Error::Malformed(format!("FLV: {}: exp-Golomb value too large", self.what)))
+        u32::try_from(v).map_err(|_| Error::MalformedFlv(format!("{}: exp-Golomb value too large", self.what)))
     }
 
     /// A signed exp-Golomb code, `se(v)`.
@@ -78,12 +78,12 @@ impl<'a> Bits<'a> {
         while !self.bit()? {
             zeros += 1;
             if zeros >= 32 {
-                return Err(Error::Malformed(format!("FLV: {}: uvlc code too long", self.what)));
+                return Err(Error::MalformedFlv(format!("{}: uvlc code too long", self.what)));
             }
         }
         let rest = u64::from(self.bits(zeros)?);
         u32::try_from((1u64 << zeros) - 1 + rest)
-            .map_err(|_| Error::Malformed(format!("FLV: {}: uvlc value too large", self.what)))
+            .map_err(|_| Error::MalformedFlv(format!("{}: uvlc value too large", self.what)))
     }
 }
 

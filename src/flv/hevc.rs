@@ -20,7 +20,7 @@ pub struct HevcConfig {
 }
 
 fn malformed(what: &str) -> Error {
-    Error::Malformed(format!("FLV: hvcC: {what}"))
+    Error::MalformedFlv(format!("hvcC: {what}"))
 }
 
 /// `hvcC` bytes before its NAL unit arrays.

@@ -15,7 +15,7 @@ pub struct OpusHead {
 }
 
 fn malformed(what: &str) -> Error {
-    Error::Malformed(format!("FLV: Opus: {what}"))
+    Error::MalformedFlv(format!("Opus: {what}"))
 }
 
 /// Opus timestamps and durations are always at 48 kHz (RFC 7845 4).

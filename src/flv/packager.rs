@@ -100,7 +100,7 @@ impl Run {
             self.base = dts;
         }
         if self.samples.len() >= MAX_HELD_SAMPLES {
-            return Err(Error::Malformed(format!("FLV: more than {MAX_HELD_SAMPLES} samples pending in one track")));
+            return Err(Error::MalformedFlv(format!("more than {MAX_HELD_SAMPLES} samples pending in one track")));
         }
         self.duration += u64::from(sample.duration);
         self.bytes += sample.data.len();
@@ -189,7 +189,7 @@ fn duration_ticks(d: Duration, timescale: u32) -> u64 {
 }
 
 fn to_u16(v: u32, what: &str) -> Result<u16, Error> {
-    u16::try_from(v).map_err(|_| Error::Malformed(format!("FLV: {what} {v} above 65535")))
+    u16::try_from(v).map_err(|_| Error::MalformedFlv(format!("{what} {v} above 65535")))
 }
 
 impl Packager {
@@ -243,8 +243,8 @@ impl Packager {
             Video::Frame { codec, keyframe, composition_ms, data } => {
                 if let Some((current, _)) = &self.video.config {
                     if *current != codec {
-                        return Err(Error::Malformed(format!(
-                            "FLV: a {codec:?} frame in a {current:?} stream without a new sequence header"
+                        return Err(Error::MalformedFlv(format!(
+                            "a {codec:?} frame in a {current:?} stream without a new sequence header"
                         )));
                     }
                 }
@@ -272,8 +272,8 @@ impl Packager {
             Audio::Frame { codec, data } => {
                 if let Some((current, _)) = &self.audio.config {
                     if *current != codec {
-                        return Err(Error::Malformed(format!(
-                            "FLV: a {codec:?} frame in a {current:?} stream without a new sequence header"
+                        return Err(Error::MalformedFlv(format!(
+                            "a {codec:?} frame in a {current:?} stream without a new sequence header"
                         )));
                     }
                 }

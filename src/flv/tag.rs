@@ -99,7 +99,7 @@ pub enum Audio {
 }
 
 fn malformed(what: String) -> Error {
-    Error::Malformed(format!("FLV: {what}"))
+    Error::MalformedFlv(format!("{what}"))
 }
 
 /// The legacy video CodecIDs, for error messages.
@@ -343,9 +343,9 @@ mod tests {
         for bad in
             [&[][..], &[0x17], &[0x17, 0x01, 0, 0], &[0x17, 0x03, 0, 0, 0], &[0x12, 0, 0, 0, 0], &[0x67, 1, 0, 0, 0]]
         {
-            assert!(matches!(video(bad), Err(Error::Malformed(_))), "{bad:02x?}");
+            assert!(matches!(video(bad), Err(Error::MalformedFlv(_))), "{bad:02x?}");
         }
-        let Err(Error::Malformed(m)) = video(&[0x22, 1, 2, 3, 4]) else { panic!() };
+        let Err(Error::MalformedFlv(m)) = video(&[0x22, 1, 2, 3, 4]) else { panic!() };
         assert!(m.contains("Sorenson H.263"), "{m}");
     }
 
@@ -392,7 +392,7 @@ mod tests {
             (b"\xf1hvc1\x00\x00\x00", "FrameType 7"),
         ];
         for (bad, want) in cases {
-            let Err(Error::Malformed(m)) = video(bad) else { panic!("{bad:02x?} accepted") };
+            let Err(Error::MalformedFlv(m)) = video(bad) else { panic!("{bad:02x?} accepted") };
             assert!(m.contains(want), "{bad:02x?}: {m}");
         }
     }
@@ -427,7 +427,7 @@ mod tests {
             (b"\x93Opus", "AudioPacketType 3"),
         ];
         for (bad, want) in cases {
-            let Err(Error::Malformed(m)) = audio(bad) else { panic!("{bad:02x?} accepted") };
+            let Err(Error::MalformedFlv(m)) = audio(bad) else { panic!("{bad:02x?} accepted") };
             assert!(m.contains(want), "{bad:02x?}: {m}");
         }
         assert!(audio(&[]).is_err());

@@ -86,7 +86,9 @@ impl ResponseError for ApiError {
         use playlists::Error as E;
         match self {
             ApiError::Data(e) => match e {
-                E::InvalidStreamId(_) | E::BadRequest(_) | E::Malformed(_) => StatusCode::BAD_REQUEST,
+                E::InvalidStreamId(_) | E::BadRequest(_) | E::Malformed(_) | E::MalformedFlv(_) => {
+                    StatusCode::BAD_REQUEST
+                }
                 E::UnknownStream | E::NotFound => StatusCode::NOT_FOUND,
                 E::TooManyStreams(_) | E::Timeout(_) | E::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
                 E::StreamEnded => StatusCode::CONFLICT,
