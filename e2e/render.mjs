@@ -93,7 +93,9 @@ if (cut.length) {
   push(
     '',
     'Encoders that do not send 200 ms fragments (issue 10): what the playlist advertised, and where hls.js aimed.',
-    'A 4 s fragment reaches the origin whole, so its parts arrive together and PART-HOLD-BACK covers the burst.',
+    'A 4 s fragment reaches the origin only once the encoder has finished it; its parts are then released at the pace',
+    'of their media, so hls.js plays them as a steady live stream, its latency counted from that paced edge (about 4 s',
+    'after the encoder made the frames). RTMP parts are cut as the frames arrive.',
     '',
     '| stream | PART-TARGET | PART-HOLD-BACK | hls.js target latency | latency median |',
     '|---|---|---|---|---|',

@@ -1,6 +1,7 @@
 //! `playlists`: the data plane of a Low-Latency HLS origin.
 //!
-//! Encoders push fragmented MP4; every complete fragment becomes one LL-HLS part. This crate holds what players
+//! Encoders push fragmented MP4 (or RTMP, packaged into fMP4 here); every complete fragment becomes an LL-HLS part,
+//! or several when it is longer than the part target. This crate holds what players
 //! read, in shared per-stream rings that readers reach without going through the stream's writer:
 //! the parts and segments, the rendered playlists (plain and gzip, full and delta), and the init segment. It also
 //! renders the playlists and splits fMP4. It knows nothing of HTTP or actors; the `playlists-actors` crate builds
@@ -17,7 +18,9 @@
 //! - [`manifest`]: [`M3u8Manifest`], segment/part rollover and LL-HLS rendering as a pure function of its state.
 //! - [`playlists`]: [`Playlists`], which ties the caches together, tracks live streams and owns each stream's
 //!   position watch that wakes held requests.
-//! - [`fmp4`]: an incremental, zero-copy ISO-BMFF splitter: init segments, fragments, durations, codecs.
+//! - [`fmp4`]: an incremental, zero-copy ISO-BMFF splitter (init segments, fragments, durations, codecs, sample
+//!   tables), the CMAF writer (inits from codec configuration, fragments from samples) and the cutter that turns
+//!   a long fragment into parts of at most the part target.
 //! - [`flv`]: RTMP's FLV audio/video tag bodies parsed (legacy and Enhanced RTMP) and packaged into the same
 //!   CMAF items as the splitter's, through the fMP4 writer.
 //! - [`error`]: the crate's one [`Error`].
