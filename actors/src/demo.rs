@@ -3,13 +3,14 @@
 //! timeline stays continuous. A newcomer gets a live LL-HLS stream at once.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use playlists::fmp4::{self, Fragment, Item, Splitter};
+use playlists::fmp4::{self, Fragment, Init, Item, Splitter};
 use playlists::StreamId;
 
-use crate::publisher::PublishError;
+use crate::publisher::{PublishError, Publisher, Source};
 use crate::Engine;
 
 /// The demo stream's id.
@@ -62,12 +63,14 @@ pub fn spawn(engine: Engine, name: &str) {
     });
 }
 
-/// Publishes `file` as stream `id` in a loop, pacing every fragment by its duration.
+/// Publishes `file` as stream `id` in a loop, pacing every fragment by its duration, through its own publisher
+/// as any ingest source does.
 pub async fn run(engine: &Engine, id: &StreamId, file: &[u8]) -> Result<(), PublishError> {
     let pass = split(file)?;
-    let init = engine.publish_init(id, pass.init.clone()).await?;
+    let init = Arc::new(Init::parse(pass.init.clone())?);
+    let mut publisher = start(engine, id, &init).await?;
     tracing::info!(stream = %id, codecs = init.codecs(), "publishing the demo stream at real-time pace");
-    let start = tokio::time::Instant::now();
+    let begin = tokio::time::Instant::now();
     let mut media_time = Duration::ZERO;
     for round in 0u64.. {
         for fragment in &pass.fragments {
@@ -81,15 +84,22 @@ pub async fn run(engine: &Engine, id: &StreamId, file: &[u8]) -> Result<(), Publ
             let fragment = Fragment::parse(bytes, &init)?;
             media_time += fragment.duration();
             // A fragment is published once it is complete, i.e. once its media time has passed.
-            tokio::time::sleep_until(start + media_time).await;
-            if let Err(e) = engine.publish_parsed(id, fragment).await {
+            tokio::time::sleep_until(begin + media_time).await;
+            if let Err(e) = publisher.publish(Item::Fragment(fragment)).await {
                 // Back-pressure or a stream ended by an operator: keep the loop going, the demo is best effort.
                 tracing::warn!(stream = %id, "demo part not published: {e}");
-                if engine.playlists().stream(id).is_none_or(|s| s.edge().ended) {
-                    engine.publish_init(id, pass.init.clone()).await?;
+                if !publisher.is_live() {
+                    publisher = start(engine, id, &init).await?;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// A publisher of the demo stream, its init published.
+async fn start(engine: &Engine, id: &StreamId, init: &Arc<Init>) -> Result<Publisher, PublishError> {
+    let mut publisher = engine.publishers().attach(id, Source::Demo).await?;
+    publisher.publish(Item::Init(Arc::clone(init))).await?;
+    Ok(publisher)
 }

@@ -99,7 +99,7 @@ pub enum Audio {
 }
 
 fn malformed(what: String) -> Error {
-    Error::MalformedFlv(format!("{what}"))
+    Error::MalformedFlv(what)
 }
 
 /// The legacy video CodecIDs, for error messages.
