@@ -118,9 +118,14 @@ pub fn refragment(fragment: Fragment, init: &Init, max: Duration) -> Result<Vec<
         .collect()
 }
 
-/// Cuts one stretch of main-track samples (durations `d`, starting at sample `offset`) into the fewest pieces
-/// of at most `max` ticks (a longer sample alone), with boundaries closest to even shares of the stretch; pushes
-/// each piece's first sample index.
+/// Cuts one stretch of main-track samples (durations `d`, starting at sample `offset`) into pieces of at most `max`
+/// ticks (a longer sample alone), with boundaries closest to even shares of the stretch; pushes each piece's first
+/// sample index.
+///
+/// It takes the fewest pieces whose lengths are all within [`EVEN`] of each other, so that every part is at least
+/// 0.85 × PART-TARGET (checklist item 70, which only the part before a keyframe may break): 50 frames of 25 fps
+/// under 250 ms are 10 parts of 5 frames rather than 9 of 5 or 6 (200 ms against 240 ms). If no count up to twice
+/// the fewest gets there, the fewest pieces that fit are taken.
 fn split_group(d: &[u32], max: u64, offset: usize, starts: &mut Vec<usize>) {
     let n = d.len();
     let mut c = Vec::with_capacity(n + 1);
@@ -140,8 +145,40 @@ fn split_group(d: &[u32], max: u64, offset: usize, starts: &mut Vec<usize>) {
             greedy.push(i);
         }
     }
-    let k = greedy.len();
-    let fits = |from: usize, to: usize| to - from == 1 || c[to] - c[from] <= max;
+    let fewest = greedy.len();
+    let fits = |cut: &[usize]| cut.windows(2).all(|w| w[1] - w[0] == 1 || c[w[1]] - c[w[0]] <= max);
+    let even = |cut: &[usize]| {
+        let lengths = cut.windows(2).map(|w| c[w[1]] - c[w[0]]);
+        let (shortest, longest) = lengths.fold((u64::MAX, 0), |(lo, hi), l| (lo.min(l), hi.max(l)));
+        u128::from(shortest) * EVEN.1 >= u128::from(longest) * EVEN.0
+    };
+    let mut fallback = None;
+    for k in fewest..=(2 * fewest).min(n) {
+        let cut = even_shares(&c, k);
+        if !fits(&cut) {
+            continue;
+        }
+        if even(&cut) {
+            fallback = Some(cut);
+            break;
+        }
+        fallback.get_or_insert(cut);
+    }
+    let cut = fallback.unwrap_or_else(|| {
+        greedy.push(n);
+        greedy
+    });
+    starts.extend(cut[..cut.len() - 1].iter().map(|&i| offset + i));
+}
+
+/// How unequal the pieces of one stretch may be: the shortest at least 85/100 of the longest (checklist item 70).
+const EVEN: (u128, u128) = (85, 100);
+
+/// Boundaries (sample indices, from 0 to the stretch's end) of `k` pieces closest to even shares of the stretch
+/// whose cumulative durations are `c`.
+fn even_shares(c: &[u64], k: usize) -> Vec<usize> {
+    let n = c.len() - 1;
+    let total = c[n];
     let mut cut = Vec::with_capacity(k + 1);
     cut.push(0);
     for j in 1..k {
@@ -156,11 +193,7 @@ fn split_group(d: &[u32], max: u64, offset: usize, starts: &mut Vec<usize>) {
         cut.push(pick);
     }
     cut.push(n);
-    if !cut.windows(2).all(|w| fits(w[0], w[1])) {
-        cut = greedy;
-        cut.push(n);
-    }
-    starts.extend(cut[..cut.len() - 1].iter().map(|&i| offset + i));
+    cut
 }
 
 fn decode_times(track: &TrackSamples) -> Result<Vec<u64>, Error> {
@@ -363,9 +396,20 @@ mod tests {
         split_group(&[512; 120], 3072, 0, &mut starts);
         assert_eq!(starts, (0..120).step_by(6).collect::<Vec<_>>());
         starts.clear();
-        // 7 samples of 512, max 1024: 4 pieces (2, 2, 2, 1 in some order), none over the max.
+        // 7 samples of 512, max 1024: 4 pieces would be 2, 2, 2 and 1 (a part of half the others, item 70), so 7.
         split_group(&[512; 7], 1024, 10, &mut starts);
-        assert_eq!(starts.len(), 4);
-        assert_eq!(starts[0], 10);
+        assert_eq!(starts, (10..17).collect::<Vec<_>>());
+        starts.clear();
+        // 25 fps at 90 kHz, a 2 s GOP, at most 250 ms: 10 parts of 5 frames, not 9 of 5 or 6 (200 vs 240 ms).
+        split_group(&[3600; 50], 22_500, 0, &mut starts);
+        assert_eq!(starts, (0..50).step_by(5).collect::<Vec<_>>());
+        starts.clear();
+        // Uneven durations that no count evens out: the fewest pieces that fit.
+        split_group(&[900, 500, 900], 1000, 0, &mut starts);
+        assert_eq!(starts, [0, 1, 2]);
+        starts.clear();
+        // Uneven samples that even shares balance: 1000, 900, 1000 rather than the greedy 1000, 1000, 900.
+        split_group(&[900, 100, 900, 100, 900], 1000, 0, &mut starts);
+        assert_eq!(starts, [0, 2, 3]);
     }
 }
