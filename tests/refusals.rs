@@ -130,8 +130,14 @@ async fn bad_media_closes_an_upload_that_keeps_sending() {
     let options = Options { max_part_bytes: 12_000, ..Options::default() };
     let server = start(EngineConfig { options, ..EngineConfig::default() }).await;
     let media = Media::h264();
-    // 415: not fMP4 at all.
+    // 415: not fMP4 at all, and no stream is created for it.
     upload_without_end(&server, &post("/ingest/a"), b"hello, this is not an mp4 file").await.assert_refused(415);
+    assert!(server.engine.playlists().stream(&StreamId::parse("a").unwrap()).is_none());
+    // 415: a plain MP4's moov, without mvex.
+    let mut plain = media.init.to_vec();
+    let at = plain.windows(4).position(|w| w == b"mvex").unwrap();
+    plain[at..at + 4].copy_from_slice(b"free");
+    upload_without_end(&server, &post("/ingest/plain"), &plain).await.assert_refused(415);
     // 412: a fragment before any init.
     upload_without_end(&server, &post("/ingest/b"), &media.fragments[0]).await.assert_refused(412);
     // 413: a fragment over the limit.
@@ -170,4 +176,24 @@ async fn too_many_streams_and_a_superseded_upload_are_closed_too() {
     let second = server.send(takeover, Some(media.init.clone())).await;
     assert_eq!(second.status, awc::http::StatusCode::OK, "{}", second.text());
     first.await.unwrap().assert_refused(409);
+}
+
+/// An authorized upload that stops sending is cut off after the ingest timeout (408), instead of holding its
+/// connection and a stream slot forever; one that never sent an init created no stream.
+#[actix_web::test]
+async fn a_stalled_upload_is_timed_out() {
+    let config = EngineConfig { ingest_timeout: Duration::from_secs(1), ..EngineConfig::default() };
+    let server = start(config).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut tcp = TcpStream::connect(&addr).await.unwrap();
+    let head = format!("{}\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", post("/ingest/stall"));
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    // Nothing more is sent. The answer comes, then the close (bounded by the read timeout, not timed).
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the server kept the stalled upload open");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("{\"error\":\"the upload sent nothing for 1s\"}"), "{answer}");
+    assert!(server.engine.playlists().is_empty(), "no stream for an upload that sent nothing");
 }

@@ -97,6 +97,10 @@ pub struct Config {
     /// An ended stream stays readable this many seconds, then is removed [default: 30].
     #[arg(long, env = "PLAYLISTS_GRACE_SECS")]
     pub grace_secs: Option<u64>,
+    /// An ingest connection (HTTP upload, RTMP publish) that sends nothing for this many seconds is cut off
+    /// [default: 30].
+    #[arg(long, env = "PLAYLISTS_INGEST_TIMEOUT_SECS")]
+    pub ingest_timeout_secs: Option<u64>,
     /// Seconds in-flight requests may take to finish at shutdown [default: 5].
     #[arg(long, env = "PLAYLISTS_SHUTDOWN_SECS")]
     pub shutdown_secs: Option<u64>,
@@ -142,6 +146,7 @@ impl Config {
             max_part_bytes: self.max_part_bytes.or(base.max_part_bytes),
             idle_secs: self.idle_secs.or(base.idle_secs),
             grace_secs: self.grace_secs.or(base.grace_secs),
+            ingest_timeout_secs: self.ingest_timeout_secs.or(base.ingest_timeout_secs),
             shutdown_secs: self.shutdown_secs.or(base.shutdown_secs),
             workers: self.workers.or(base.workers),
             pin_workers: self.pin_workers || base.pin_workers,
@@ -200,6 +205,9 @@ impl Config {
                     grace: self.grace_secs.map_or(engine.lifetimes.grace, Duration::from_secs),
                 },
                 hls_js_url: self.hls_js_url.clone().unwrap_or(engine.hls_js_url.clone()),
+                ingest_timeout: self
+                    .ingest_timeout_secs
+                    .map_or(engine.ingest_timeout, |s| Duration::from_secs(s.max(1))),
                 ..engine
             },
             demo: !self.no_demo,
@@ -253,6 +261,9 @@ mod tests {
         assert_eq!(high.serve_config().unwrap().engine.options.max_target_duration, 12);
         assert!(Config::parse_from(["playlists", "--max-part-ms", "5"]).serve_config().is_err());
         assert!(Config::parse_from(["playlists", "--max-target-duration", "1"]).serve_config().is_err());
+        let t = Config::parse_from(["playlists", "--ingest-timeout-secs", "5"]).serve_config().unwrap();
+        assert_eq!(t.engine.ingest_timeout, Duration::from_secs(5));
+        assert_eq!(Config::default().serve_config().unwrap().engine.ingest_timeout, Duration::from_secs(30));
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub struct EngineConfig {
     /// between threads. Pays off with workers pinned one per CPU ([`ServeConfig::pin_workers`] sets it); unpinned,
     /// the kernel may crowd the other worker onto the publishing one's CPU (BENCHMARKS.md, held requests).
     pub actors_on_ingest_workers: bool,
+    /// An ingest connection (an HTTP upload, an RTMP publish) that sends nothing for this long is cut off (HTTP:
+    /// 408), so that a stalled or hostile encoder does not hold its connection and its stream forever.
+    pub ingest_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -89,6 +92,9 @@ impl Default for EngineConfig {
             hls_js_url: DEFAULT_HLS_JS_URL.to_owned(),
             event_buffer: status::CAPACITY,
             actors_on_ingest_workers: false,
+            // Longer than any fragment an encoder sends (one per 10 s GOP at most): ffmpeg writes a fragment's
+            // bytes only once it is complete.
+            ingest_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -121,6 +127,7 @@ impl Engine {
             hub.clone(),
             config.auth,
             config.actors_on_ingest_workers,
+            config.ingest_timeout,
         );
         let state = web::Data::new(AppState {
             playlists,

@@ -82,6 +82,7 @@ pub struct Publishers {
     hub: StatusHub,
     auth: Arc<IngestAuth>,
     actors_on_ingest_workers: bool,
+    ingest_timeout: Duration,
 }
 
 impl Publishers {
@@ -92,8 +93,15 @@ impl Publishers {
         hub: StatusHub,
         auth: IngestAuth,
         actors_on_ingest_workers: bool,
+        ingest_timeout: Duration,
     ) -> Self {
-        Self { playlists, registry, hub, auth: Arc::new(auth), actors_on_ingest_workers }
+        Self { playlists, registry, hub, auth: Arc::new(auth), actors_on_ingest_workers, ingest_timeout }
+    }
+
+    /// How long an ingest connection may send nothing before it is cut off
+    /// ([`EngineConfig::ingest_timeout`](crate::EngineConfig::ingest_timeout)).
+    pub fn ingest_timeout(&self) -> Duration {
+        self.ingest_timeout
     }
 
     /// Who may ingest.

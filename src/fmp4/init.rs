@@ -63,8 +63,8 @@ impl Init {
             }
         }
         let moov = moov.ok_or_else(|| Error::Malformed("init segment without moov".into()))?;
-        let mvex =
-            find(moov, b"mvex")?.ok_or_else(|| Error::Malformed("moov without mvex: not a fragmented MP4".into()))?;
+        let mvex = find(moov, b"mvex")?
+            .ok_or_else(|| Error::NotFmp4("moov without mvex: a plain MP4, not a fragmented one".into()))?;
 
         let mut tracks = Vec::new();
         for child in children(moov) {
@@ -519,7 +519,7 @@ pub(crate) mod tests {
         moov.extend_from_slice(&boxed(b"udta", &[]));
         let mut b = boxed(b"ftyp", b"isom\0\0\0\0");
         b.extend_from_slice(&boxed(b"moov", &moov));
-        assert!(matches!(Init::parse(Bytes::from(b)), Err(Error::Malformed(m)) if m.contains("mvex")));
+        assert!(matches!(Init::parse(Bytes::from(b)), Err(Error::NotFmp4(m)) if m.contains("mvex")));
     }
 
     #[test]

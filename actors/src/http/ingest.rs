@@ -233,26 +233,35 @@ async fn parts(
 }
 
 /// A long-running upload: every complete fragment is published as soon as its last byte is in.
+///
+/// The credentials are checked at once; the stream is opened (created, and taken over from an older upload) only
+/// when the first item is complete, so that an upload that sends nothing, or nothing that is fMP4, creates no
+/// stream. An upload that sends nothing for the ingest timeout is cut off with 408.
 async fn upload(req: HttpRequest, stream: &str, mut payload: web::Payload, state: &AppState) -> HttpResponse {
     let id = match StreamId::parse(stream) {
         Ok(id) => id,
         Err(e) => return reject(state, stream, e.into(), Some(payload)),
     };
-    let peer = req.peer_addr().map(|a| a.ip());
-    // The newest upload of a stream is its publisher; an older one still sending is cut off (409).
-    let mut publisher = match state.publishers.open(&id, Source::Http, bearer(&req), peer).await {
-        Ok(p) => p,
-        Err(e) => return reject(state, stream, e.into(), Some(payload)),
-    };
+    let (credential, peer) = (bearer(&req), req.peer_addr().map(|a| a.ip()));
+    if let Err(refusal) = state.publishers.auth().check(&id, credential, peer) {
+        return reject(state, stream, PublishError::from(refusal).into(), Some(payload));
+    }
     let max = state.playlists.options().max_part_bytes;
+    let idle = state.publishers.ingest_timeout();
     let mut splitter = Splitter::new(max);
+    let mut publisher = None;
     let mut summary = Summary { stream: id.to_string(), ..Summary::default() };
     tracing::info!(stream = %id, "ingest started");
-    while let Some(chunk) = payload.next().await {
-        let Ok(chunk) = chunk else {
-            // The body broke off: whatever fragment was in flight is dropped, the rest is published.
-            tracing::info!(stream = %id, "ingest body broke off");
-            break;
+    loop {
+        let chunk = match tokio::time::timeout(idle, payload.next()).await {
+            Err(_) => return reject(state, stream, ApiError::BodyTimeout(idle), Some(payload)),
+            Ok(None) => break,
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(Some(Err(_))) => {
+                // The body broke off: whatever fragment was in flight is dropped, the rest is published.
+                tracing::info!(stream = %id, "ingest body broke off");
+                break;
+            }
         };
         splitter.push(&chunk);
         loop {
@@ -261,6 +270,14 @@ async fn upload(req: HttpRequest, stream: &str, mut payload: web::Payload, state
                 Ok(None) => break,
                 Err(e) => return reject(state, stream, e.into(), Some(payload)),
             };
+            // The newest upload of a stream is its publisher; an older one still sending is cut off (409).
+            let publisher = match &mut publisher {
+                Some(p) => p,
+                None => match state.publishers.open(&id, Source::Http, credential, peer).await {
+                    Ok(p) => publisher.insert(p),
+                    Err(e) => return reject(state, stream, e.into(), Some(payload)),
+                },
+            };
             let init = matches!(item, Item::Init(_));
             match publisher.publish(item).await {
                 Ok(published) => summary.add(init, &published),
@@ -268,8 +285,10 @@ async fn upload(req: HttpRequest, stream: &str, mut payload: web::Payload, state
             }
         }
     }
-    summary.lost_fragments = publisher.lost_fragments();
-    summary.parts += publisher.paced_parts();
+    if let Some(p) = &publisher {
+        summary.lost_fragments = p.lost_fragments();
+        summary.parts += p.paced_parts();
+    }
     summary.dropped_bytes = splitter.pending();
     tracing::info!(stream = %id, parts = summary.parts, dropped = summary.dropped_bytes, "ingest ended");
     HttpResponse::Ok().json(summary)

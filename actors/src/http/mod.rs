@@ -64,6 +64,9 @@ pub enum ApiError {
     /// A newer upload took the stream over from this one.
     #[error("another upload took over this stream")]
     Superseded,
+    /// An upload sent nothing for this long.
+    #[error("the upload sent nothing for {0:?}")]
+    BodyTimeout(std::time::Duration),
     /// The server is shutting down or an internal part failed.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -102,6 +105,7 @@ impl ResponseError for ApiError {
             ApiError::Busy | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 

@@ -14,7 +14,7 @@
 //! (E-RTMP, 2025) has no client and accepts every connect; rtmp-rs (E-RTMP, 2026) is a whole server framework
 //! that owns the accept loop, and its publishing client sends no video.
 //!
-//! A peer gets 10 s for the handshake, 20 s and 64 KiB to an accepted publish, then 30 s between reads; every
+//! A peer gets 10 s for the handshake, 20 s and 64 KiB to an accepted publish, then `--ingest-timeout-secs` (30 s) between reads; every
 //! byte passes [`chunks`](super::chunks)' guard first (AMF messages capped in size and nesting: rml_amf0
 //! recurses), rml_rtmp runs under `catch_unwind`, and a refusal is an error status, then the close.
 
@@ -50,9 +50,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// From the accepted TCP connection to an accepted publish: encoders send connect, createStream and publish
 /// right after the handshake.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
-/// No byte for this long while publishing: the encoder is gone without closing (encoders send media several times
-/// a second; the stream itself idles out after its own idle timeout).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A peer that does not read our few responses for this long is dropped instead of holding the task.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes a connection may send before its publish is accepted: connect, createStream and publish are a few
@@ -260,7 +257,9 @@ impl Session {
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
             let publishing = self.publishing.is_some();
-            let deadline = if publishing { Instant::now() + IDLE_TIMEOUT } else { setup_deadline };
+            // No byte for `ingest_timeout` while publishing: the encoder is gone without closing.
+            let idle = self.ctx.publishers.ingest_timeout();
+            let deadline = if publishing { Instant::now() + idle } else { setup_deadline };
             let read = tokio::select! {
                 read = timeout_at(deadline, self.tcp.read(&mut buf)) => read,
                 _ = self.ctx.stopping.changed() => return Ok("server shutting down"),
