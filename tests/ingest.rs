@@ -116,6 +116,36 @@ async fn ingest_tokens() {
     assert_eq!(server.send(good, Some(media.file.clone())).await.status, StatusCode::OK);
 }
 
+/// Keys from a file, read again by the running engine when the file changes: a revoked key is refused and a new
+/// one accepted, without a restart.
+#[actix_web::test]
+async fn an_ingest_keys_file_is_read_again_when_it_changes() {
+    let dir = std::env::temp_dir().join(format!("playlists-keys-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keys");
+    std::fs::write(&path, "cam=one\n").unwrap();
+    let file = std::sync::Arc::new(playlists_actors::auth::KeysFile::open(&path).unwrap());
+    let auth = IngestAuth { file: Some(file), ..IngestAuth::default() };
+    let server = start(EngineConfig { auth, ..EngineConfig::default() }).await;
+    let media = Media::h264();
+    let upload = |key: &str| {
+        let req =
+            server.client.post(server.url("/ingest/cam")).insert_header(("Authorization", format!("Bearer {key}")));
+        server.send(req, Some(media.file.clone()))
+    };
+    assert_eq!(upload("one").await.status, StatusCode::OK);
+    std::fs::write(&path, "cam=two\n").unwrap();
+    // Set the time apart from the first write: some filesystems keep whole seconds.
+    let later = std::time::SystemTime::now() + Duration::from_secs(5);
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(later).unwrap();
+    let id = StreamId::parse("cam").unwrap();
+    let loopback = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+    server.wait_until("the new key", |e| e.publishers().auth().check(&id, Some("two"), loopback).is_ok()).await;
+    assert_eq!(upload("one").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(upload("two").await.status, StatusCode::OK);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[actix_web::test]
 async fn a_full_mailbox_is_503_with_retry_after() {
     let server = start_default().await;

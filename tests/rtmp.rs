@@ -47,7 +47,7 @@ impl Rtmp {
 
     async fn with_key(key: &str) -> Self {
         Self::start(EngineConfig {
-            auth: IngestAuth { tokens: vec![key.to_owned()], keys: Vec::new() },
+            auth: IngestAuth { tokens: vec![key.to_owned()], ..IngestAuth::default() },
             ..Default::default()
         })
         .await

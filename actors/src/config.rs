@@ -3,12 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
 
-use crate::auth::{IngestAuth, IngestKey};
+use crate::auth::{IngestAuth, IngestKey, KeysFile};
 use crate::stream::Lifetimes;
 use crate::{EngineConfig, ServeConfig};
 
@@ -34,7 +35,8 @@ pub enum ConfigError {
     /// The settings do not work together.
     #[error(transparent)]
     Invalid(#[from] playlists::Error),
-    /// An `--ingest-key` that is not NAME=SECRET with a valid stream or group name.
+    /// An `--ingest-key` that is not NAME=SECRET with a valid stream or group name, or an `--ingest-keys-file` that
+    /// cannot be read or holds such a line.
     #[error("{0}")]
     Key(String),
 }
@@ -62,6 +64,9 @@ pub struct Config {
     /// as NAME?key=SECRET.
     #[arg(long = "ingest-key", env = "PLAYLISTS_INGEST_KEYS", value_delimiter = ',')]
     pub ingest_keys: Vec<String>,
+    /// A file of more ingest keys, one NAME=SECRET a line, read again whenever it changes.
+    #[arg(long, env = "PLAYLISTS_INGEST_KEYS_FILE")]
+    pub ingest_keys_file: Option<PathBuf>,
     /// Do not run the built-in demo stream `demo`.
     #[arg(long, env = "PLAYLISTS_NO_DEMO")]
     pub no_demo: bool,
@@ -135,6 +140,7 @@ impl Config {
             rtmp_bind: self.rtmp_bind.or(base.rtmp_bind),
             no_rtmp: self.no_rtmp || base.no_rtmp,
             ingest_keys: if self.ingest_keys.is_empty() { base.ingest_keys } else { self.ingest_keys },
+            ingest_keys_file: self.ingest_keys_file.or(base.ingest_keys_file),
             no_demo: self.no_demo || base.no_demo,
             ingest_tokens: if self.ingest_tokens.is_empty() { base.ingest_tokens } else { self.ingest_tokens },
             target_duration: self.target_duration.or(base.target_duration),
@@ -194,12 +200,16 @@ impl Config {
             .map(|k| IngestKey::parse(k))
             .collect::<Result<Vec<_>, _>>()
             .map_err(ConfigError::Key)?;
+        let file = match &self.ingest_keys_file {
+            Some(path) => Some(Arc::new(KeysFile::open(path).map_err(ConfigError::Key)?)),
+            None => None,
+        };
         // What the file and the command line leave unset is the engine's default.
         let engine = EngineConfig::default();
         Ok(ServeConfig {
             engine: EngineConfig {
                 options,
-                auth: IngestAuth { tokens, keys },
+                auth: IngestAuth { tokens, keys, file },
                 lifetimes: Lifetimes {
                     idle: self.idle_secs.map_or(engine.lifetimes.idle, |s| Duration::from_secs(s.max(1))),
                     grace: self.grace_secs.map_or(engine.lifetimes.grace, Duration::from_secs),
@@ -275,6 +285,7 @@ mod tests {
         let keys = c.serve_config().unwrap().engine.auth.keys;
         assert_eq!(keys.iter().map(|k| k.scope.as_str()).collect::<Vec<_>>(), ["cam1", "cams"]);
         assert!(Config::parse_from(["playlists", "--ingest-key", "cam1"]).serve_config().is_err());
+        assert!(Config::parse_from(["playlists", "--ingest-keys-file", "/nonexistent/keys"]).serve_config().is_err());
         let file: Config = toml::from_str("no_rtmp = true\ningest_keys = [\"a=b\"]\n").unwrap();
         assert_eq!(file.rtmp_bind(), None);
         assert_eq!(file.serve_config().unwrap().engine.auth.keys.len(), 1);

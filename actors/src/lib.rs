@@ -240,7 +240,8 @@ impl Engine {
 }
 
 /// Takes the stats once a second for as long as the engine exists (it holds only a weak reference, so a dropped
-/// engine ends the task), and keeps the metrics' histogram drained.
+/// engine ends the task), keeps the metrics' histogram drained, and reads the ingest keys file again when it
+/// changed.
 fn spawn_sampler(state: std::sync::Weak<AppState>) {
     actix::spawn(async move {
         let mut sampler = Sampler::default();
@@ -250,6 +251,13 @@ fn spawn_sampler(state: std::sync::Weak<AppState>) {
             let Some(state) = state.upgrade() else { break };
             state.hub.publish_stats(sampler.sample(&state.playlists));
             state.metrics.upkeep();
+            if let Some(file) = &state.publishers.auth().file {
+                match file.reload_if_changed() {
+                    Ok(Some(n)) => tracing::info!(path = %file.path().display(), keys = n, "ingest keys file read"),
+                    Ok(None) => {}
+                    Err(e) => tracing::error!("ingest keys file not read again, the keys before stay: {e}"),
+                }
+            }
         }
     });
 }
