@@ -197,3 +197,21 @@ async fn a_stalled_upload_is_timed_out() {
     assert!(answer.contains("{\"error\":\"the upload sent nothing for 1s\"}"), "{answer}");
     assert!(server.engine.playlists().is_empty(), "no stream for an upload that sent nothing");
 }
+
+/// A request anywhere else that announces a chunked body and never sends it is answered and then closed, instead
+/// of holding its connection (and a file descriptor) forever.
+#[actix_web::test]
+async fn a_silent_chunked_request_is_answered_and_closed() {
+    let server = start(EngineConfig::default()).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    for path in ["/healthz", "/api/streams", "/live/nothing/index.m3u8"] {
+        let mut tcp = TcpStream::connect(&addr).await.unwrap();
+        let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "{path}: the connection stayed open");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+    }
+}

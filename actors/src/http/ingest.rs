@@ -6,7 +6,7 @@
 //! 400 malformed, 503 when the stream's mailbox is full. A rejected upload is answered and its connection closed
 //! (an encoder such as ffmpeg does not read the response while it uploads).
 
-use actix_web::body::MessageBody;
+use actix_web::body::MessageBody as _;
 use actix_web::http::ConnectionType;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
@@ -16,7 +16,7 @@ use playlists::{Error, StreamId};
 use serde::Serialize;
 use std::sync::Arc;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, KeepUnread};
 use crate::publisher::{PublishError, Source};
 use crate::registry::EndStream;
 
@@ -68,39 +68,15 @@ pub(crate) fn authorize(req: &HttpRequest, state: &AppState, id: &StreamId) -> R
 
 /// Answers `err` and closes the connection, even while the encoder is still sending; also a `warning` event and a
 /// log line with the reason. ffmpeg does not read the answer while it uploads: it learns of the refusal from the
-/// closed socket, and exits.
-///
-/// `unread` is the request body as far as it was not read. It must stay alive until the answer is out: actix-http
-/// drains the rest of a dropped chunked body for as long as the client sends it (an encoder would stream into
-/// the void for hours), while a body still unread when the answer ends makes it close the connection, after its
-/// short linger (`client_disconnect_timeout`, 1 s by default) that lets a client that does read get the answer
-/// before the close resets it.
+/// closed socket, and exits. `unread` is the request body as far as it was not read: it is kept alive until the
+/// answer is out ([`KeepUnread`]), which is what makes actix-http close the connection.
 fn reject(state: &AppState, stream: &str, err: ApiError, unread: Option<web::Payload>) -> HttpResponse {
     state.publishers.refused(stream, Source::Http, &err);
     let mut resp = actix_web::ResponseError::error_response(&err);
     resp.head_mut().set_connection_type(ConnectionType::Close);
-    // The answer of an ApiError is whole bytes already.
-    resp.map_body(|_, body| Refused { answer: body.try_into_bytes().ok(), _unread: unread }).map_into_boxed_body()
-}
-
-/// The body of a refusal: the JSON answer, holding on to the request's unread payload (see [`reject`]).
-struct Refused {
-    answer: Option<bytes::Bytes>,
-    _unread: Option<web::Payload>,
-}
-
-impl MessageBody for Refused {
-    type Error = std::convert::Infallible;
-
-    fn size(&self) -> actix_web::body::BodySize {
-        actix_web::body::BodySize::Sized(self.answer.as_ref().map_or(0, |b| b.len() as u64))
-    }
-
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<bytes::Bytes, Self::Error>>> {
-        std::task::Poll::Ready(self.get_mut().answer.take().map(Ok))
+    match unread {
+        Some(unread) => resp.map_body(|_, body| KeepUnread::new(body, unread.into_inner()).boxed()),
+        None => resp,
     }
 }
 

@@ -11,11 +11,12 @@ pub mod ws;
 use std::sync::Arc;
 
 use actix::Addr;
+use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::Service as _;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse, ResponseError};
 use playlists::Playlists;
 
 use crate::publisher::{PublishError, Publishers};
@@ -184,6 +185,48 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A response body that keeps the request's unread body alive until the answer is out.
+///
+/// actix-http drains a request body that the handler dropped, when it is chunked, for as long as the client sends
+/// it: a refused encoder would stream into the void for hours, and a client that announces a chunked body and
+/// never sends it would hold its connection forever. A body still unread when the answer ends makes it close the
+/// connection instead, after its short linger (`client_disconnect_timeout`, 1 s by default) that lets a client
+/// that reads get the answer before the close resets it.
+pub(crate) struct KeepUnread<B> {
+    body: B,
+    _unread: actix_web::dev::Payload,
+}
+
+impl<B> KeepUnread<B> {
+    /// `body`, holding on to `unread` until it has been sent.
+    pub(crate) fn new(body: B, unread: actix_web::dev::Payload) -> Self {
+        Self { body, _unread: unread }
+    }
+}
+
+impl<B: MessageBody + Unpin> MessageBody for KeepUnread<B> {
+    type Error = B::Error;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<bytes::Bytes, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_next(cx)
+    }
+}
+
+/// Whether the request announces a chunked body.
+fn chunked(headers: &header::HeaderMap) -> bool {
+    headers
+        .get(header::TRANSFER_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|c| c.trim().eq_ignore_ascii_case("chunked")))
+}
+
 /// Mounts every route: `App::new().configure(|cfg| http::configure(cfg, state))`.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     let cors = DefaultHeaders::new()
@@ -205,6 +248,20 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                         m.count(route, res.status(), metrics::body_bytes(res.response().body()));
                     }
                     Ok(res)
+                }
+            })
+            // Only ingest reads request bodies, and it holds on to what it leaves unread itself. Anywhere else a
+            // chunked body is kept unread with the answer, so the connection is closed after it ([`KeepUnread`]).
+            .wrap_fn(|mut req, srv| {
+                let unread =
+                    (chunked(req.headers()) && !req.path().starts_with("/ingest/")).then(|| req.take_payload());
+                let answer = srv.call(req);
+                async move {
+                    let res = answer.await?;
+                    Ok(match unread {
+                        Some(unread) => res.map_body(|_, body| KeepUnread::new(body, unread).boxed()),
+                        None => res.map_into_boxed_body(),
+                    })
                 }
             })
             .service(web::scope("/live").default_service(web::to(live)))
