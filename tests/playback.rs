@@ -365,3 +365,27 @@ async fn item_52_53_rendition_reports_and_master_playlist() {
     assert!(parsed.variants.iter().all(|v| v.bandwidth > 0 && v.codecs.as_deref().is_some_and(|c| c.contains("avc1"))));
     assert_eq!(server.get("/live/none/master.m3u8").await.status, StatusCode::NOT_FOUND);
 }
+
+/// A method that a known path does not take is 405 with `Allow`, with the usual JSON reason; unknown paths stay
+/// 404.
+#[actix_web::test]
+async fn wrong_methods_on_known_paths_are_405_with_allow() {
+    let server = start_default().await;
+    let cases = [
+        (awc::http::Method::POST, "/healthz", "GET, OPTIONS"),
+        (awc::http::Method::DELETE, "/api/streams", "GET, OPTIONS"),
+        (awc::http::Method::PUT, "/api/streams/cam", "GET, DELETE, OPTIONS"),
+        (awc::http::Method::DELETE, "/live/cam/index.m3u8", "GET, HEAD, OPTIONS"),
+        (awc::http::Method::GET, "/ingest/cam", "POST, PUT, DELETE, OPTIONS"),
+        (awc::http::Method::POST, "/ingest/cam/init.mp4", "PUT, OPTIONS"),
+        (awc::http::Method::PUT, "/ingest/cam/parts", "POST, OPTIONS"),
+    ];
+    for (method, path, allow) in cases {
+        let r = server.send(server.client.request(method.clone(), server.url(path)), None).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(r.header("allow").as_deref(), Some(allow), "{method} {path}");
+        assert!(r.text().starts_with("{\"error\":\"method not allowed"), "{method} {path}: {}", r.text());
+    }
+    let r = server.send(server.client.post(server.url("/nothing/here")), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}

@@ -129,14 +129,11 @@ async fn dispatch(
             let r = put_init(req, stream, &mut payload, &state).await;
             respond(&state, stream, r, payload)
         }
-        _ => reject(
-            &state,
-            path,
-            ApiError::NotFound(
-                "POST goes to /ingest/{stream} or /ingest/{stream}/parts, PUT to /ingest/{stream} or .../init.mp4",
-            ),
-            Some(payload),
-        ),
+        // POST to .../init.mp4, PUT to .../parts.
+        (_, Some(s)) => {
+            let allow = if s == "/parts" { "POST, OPTIONS" } else { "PUT, OPTIONS" };
+            reject(&state, path, ApiError::MethodNotAllowed(allow), Some(payload))
+        }
     }
 }
 

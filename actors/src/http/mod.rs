@@ -68,6 +68,9 @@ pub enum ApiError {
     /// An upload sent nothing for this long.
     #[error("the upload sent nothing for {0:?}")]
     BodyTimeout(std::time::Duration),
+    /// A known path that does not take the request's method; the methods it takes.
+    #[error("method not allowed here (allowed: {0})")]
+    MethodNotAllowed(&'static str),
     /// The server is shutting down or an internal part failed.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -107,6 +110,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -117,8 +121,14 @@ impl ResponseError for ApiError {
             // Errors, 503 above all, must never be cached (checklist item 61).
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .body(body);
-        if matches!(self, ApiError::Busy) {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match self {
+            ApiError::Busy => {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::MethodNotAllowed(allow) => {
+                resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            _ => {}
         }
         resp
     }
@@ -136,15 +146,31 @@ async fn preflight() -> HttpResponse {
         .finish()
 }
 
-/// `OPTIONS` anywhere is a preflight; anything else no route took is 404.
+/// `OPTIONS` anywhere is a preflight; a method that a known path does not take is 405 with `Allow`; anything
+/// else no route took is 404.
 async fn fallback(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     if req.method() == Method::OPTIONS {
         return Ok(preflight().await);
     }
-    api::not_found().await
+    match allowed(req.path()) {
+        Some(allow) => Err(ApiError::MethodNotAllowed(allow)),
+        None => api::not_found().await,
+    }
 }
 
-/// Everything under `/live`: `GET`/`HEAD` of a resource go to playback, `OPTIONS` is a preflight, the rest 404.
+/// The methods a known path takes, for `Allow`.
+fn allowed(path: &str) -> Option<&'static str> {
+    match path {
+        "/api/streams" | "/ws" | "/metrics" | "/" | "/healthz" => Some("GET, OPTIONS"),
+        p if p.starts_with("/api/streams/") => Some("GET, DELETE, OPTIONS"),
+        p if p.starts_with("/ingest/") => Some("POST, PUT, DELETE, OPTIONS"),
+        p if p.starts_with("/live/") => Some("GET, HEAD, OPTIONS"),
+        _ => None,
+    }
+}
+
+/// Everything under `/live`: `GET`/`HEAD` of a resource go to playback, `OPTIONS` is a preflight, other methods
+/// 405.
 ///
 /// A scope with a static prefix instead of a `/live/{path:.+}` route: actix matches a dynamic pattern with a
 /// regex on every request, which was the largest cost in user space of serving a part or a playlist.
@@ -155,8 +181,11 @@ async fn live(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
     }
     // What `/live/{path:.+}` captured: the rest after `/live/`, percent-decoded as `web::Path` decodes it.
     let tail = req.match_info().unprocessed().strip_prefix('/').unwrap_or("");
-    if tail.is_empty() || !(method == Method::GET || method == Method::HEAD) {
+    if tail.is_empty() {
         return api::not_found().await;
+    }
+    if !(method == Method::GET || method == Method::HEAD) {
+        return Err(ApiError::MethodNotAllowed("GET, HEAD, OPTIONS"));
     }
     if tail.contains('%') {
         let decoded = percent_decode(tail);
