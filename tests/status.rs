@@ -406,3 +406,22 @@ async fn the_status_page_is_served_with_its_hls_js_url() {
     assert!(html.contains("<script async src=\"/vendor/hls.min.js\"></script>"), "{html}");
     assert!(html.contains("new WebSocket("), "the script is inlined");
 }
+
+/// At shutdown a `/ws` session gets a close frame (going away) at once, so that an open status page does not hold
+/// the server's exit for the whole drain time.
+#[actix_web::test]
+async fn shutdown_closes_ws_sessions_with_a_close_frame() {
+    let server = start_default().await;
+    let mut conn = connect(&server).await;
+    assert_eq!(next(&mut conn).await.unwrap()["type"], "snapshot");
+    server.engine.shutdown().await;
+    let reason = loop {
+        let frame = actix_rt::time::timeout(WAIT, conn.next()).await.expect("a close frame in time");
+        match frame.expect("the session ends with a close frame, not a dropped socket") {
+            Ok(ws::Frame::Close(reason)) => break reason,
+            Ok(_) => {}
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(reason.map(|r| r.code), Some(ws::CloseCode::Away));
+}

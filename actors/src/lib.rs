@@ -224,9 +224,12 @@ impl Engine {
         self.state.registry.send(EndStream { id: id.clone() }).await.unwrap_or(false)
     }
 
-    /// Ends every stream, so that every player sees `EXT-X-ENDLIST`: the first step of a graceful shutdown.
+    /// Ends every stream, so that every player sees `EXT-X-ENDLIST`, and closes the `/ws` sessions (a close frame,
+    /// so that none holds the exit): the first step of a graceful shutdown.
     pub async fn shutdown(&self) -> usize {
-        self.state.registry.send(EndAll).await.unwrap_or(0)
+        let ended = self.state.registry.send(EndAll).await.unwrap_or(0);
+        self.state.hub.close();
+        ended
     }
 
     /// Sends a fault to the actor of `id` (tests of fault isolation and back-pressure).

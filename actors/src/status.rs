@@ -183,6 +183,8 @@ impl Sampler {
 pub struct StatusHub {
     tx: broadcast::Sender<Arc<Event>>,
     stats: Arc<watch::Sender<Arc<Stats>>>,
+    /// Turns true at shutdown: subscribers say goodbye (WebSocket sessions send a close frame) and end.
+    closing: Arc<watch::Sender<bool>>,
 }
 
 impl Default for StatusHub {
@@ -202,7 +204,18 @@ impl StatusHub {
         Self {
             tx: broadcast::channel(capacity.max(1)).0,
             stats: Arc::new(watch::Sender::new(Arc::new(Stats::default()))),
+            closing: Arc::new(watch::Sender::new(false)),
         }
+    }
+
+    /// Tells every subscriber that the server is stopping (graceful shutdown), so that none holds the exit.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// A receiver that turns true once [`close`](Self::close) was called.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     /// Publishes the newest [`Stats`].

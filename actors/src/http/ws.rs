@@ -353,6 +353,7 @@ async fn run(state: Arc<AppState>, session: Session, mut messages: actix_ws::Agg
     let mut events = state.hub.subscribe();
     let mut stats = state.hub.stats();
     stats.mark_unchanged();
+    let mut closing = state.hub.closing();
     let metrics = Arc::clone(&state.metrics);
     metrics.ws_session(true);
     let mut s = Sess { state, session, filter: Filter::default(), limit: RateLimit::default() };
@@ -363,6 +364,11 @@ async fn run(state: Arc<AppState>, session: Session, mut messages: actix_ws::Agg
         s.snapshot(None).await?;
         loop {
             tokio::select! {
+                // At shutdown a session says goodbye with a close frame instead of holding the server's exit.
+                _ = closing.wait_for(|closing| *closing) => return Err(End::Close(CloseReason {
+                    code: CloseCode::Away,
+                    description: Some("the server is stopping".into()),
+                })),
                 event = events.recv() => match event {
                     Ok(event) => s.event(&event).await?,
                     Err(RecvError::Lagged(n)) => {
