@@ -425,3 +425,45 @@ async fn shutdown_closes_ws_sessions_with_a_close_frame() {
     };
     assert_eq!(reason.map(|r| r.code), Some(ws::CloseCode::Away));
 }
+
+/// A WebSocket frame that declares 2^62 bytes is refused once its header is in, not buffered for as long as the
+/// client sends (the 64 KiB message limit applied only once the whole frame had been read): the server (this
+/// process) does not grow with what the client sends, and closes the connection.
+#[actix_web::test]
+async fn a_frame_declaring_2_62_bytes_is_refused_at_its_header() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rss = || {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).map(|v| v.trim().trim_end_matches(" kB"));
+        kb.and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0) * 1024
+    };
+    let server = start_default().await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let upgrade = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    tcp.write_all(upgrade.as_bytes()).await.unwrap();
+    let mut head = vec![0u8; 1024];
+    let n = tcp.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head[..n]));
+    let (mut rx, mut tx) = tcp.into_split();
+    // The server's frames (snapshot, then its close) are read and dropped; EOF or a reset ends the reader.
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        while matches!(rx.read(&mut buf).await, Ok(n) if n > 0) {}
+    });
+    let before = rss();
+    // FIN + binary, masked, 64-bit length 2^62, a mask; then payload until the server closes, at most 256 MiB.
+    let mut frame = vec![0x82, 0xff];
+    frame.extend_from_slice(&(1u64 << 62).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    tx.write_all(&frame).await.unwrap();
+    let chunk = vec![0u8; 1 << 16];
+    let mut sent = 0u64;
+    while sent < 256 << 20 && tx.write_all(&chunk).await.is_ok() {
+        sent += chunk.len() as u64;
+    }
+    let grown = rss().saturating_sub(before);
+    assert!(grown < 64 << 20, "the server grew by {} MiB for {} MiB sent", grown >> 20, sent >> 20);
+    tokio::time::timeout(WAIT, reader).await.expect("the server closed the connection").unwrap();
+}

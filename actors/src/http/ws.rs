@@ -246,10 +246,96 @@ pub async fn connect(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    // actix-http's frame parser applies its size limit only once a whole frame is in, so a frame that declares
+    // 2^62 bytes would be buffered for as long as the client sends. The guard reads each frame's header as it
+    // passes and ends the body at one that declares more than a message may hold.
+    let guarded: std::pin::Pin<Box<dyn futures_util::Stream<Item = _>>> =
+        Box::pin(Guarded { inner: body.into_inner(), frames: FrameGuard::default() });
+    let mut guarded = actix_web::dev::Payload::from(guarded);
+    let body = <web::Payload as actix_web::FromRequest>::from_request(&req, &mut guarded).await?;
     let (response, session, messages) = actix_ws::handle(&req, body)?;
     let messages = messages.max_frame_size(MAX_MESSAGE).aggregate_continuations().max_continuation_size(MAX_MESSAGE);
     rt::spawn(run(state.into_inner(), session, messages));
     Ok(response)
+}
+
+/// Follows the frames of a client's WebSocket stream by their headers (RFC 6455 section 5.2), without buffering.
+#[derive(Debug, Default)]
+struct FrameGuard {
+    /// Payload bytes of the current frame still to pass.
+    remaining: u64,
+    /// The header being read, and how many of its bytes are in.
+    header: [u8; 14],
+    have: usize,
+    /// The declared length of a frame that was refused: the stream stays refused.
+    refused: Option<u64>,
+}
+
+impl FrameGuard {
+    /// Passes `bytes`; an error names a frame that declares more than [`MAX_MESSAGE`] bytes.
+    fn check(&mut self, mut bytes: &[u8]) -> Result<(), u64> {
+        if let Some(length) = self.refused {
+            return Err(length);
+        }
+        while !bytes.is_empty() {
+            if self.remaining > 0 {
+                let n = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(bytes.len());
+                self.remaining -= n as u64;
+                bytes = &bytes[n..];
+                continue;
+            }
+            self.header[self.have] = bytes[0];
+            self.have += 1;
+            bytes = &bytes[1..];
+            if self.have < 2 {
+                continue;
+            }
+            let (masked, short) = (self.header[1] & 0x80 != 0, u64::from(self.header[1] & 0x7f));
+            let extended = match short {
+                126 => 2,
+                127 => 8,
+                _ => 0,
+            };
+            if self.have < 2 + extended + if masked { 4 } else { 0 } {
+                continue;
+            }
+            let length = match extended {
+                0 => short,
+                n => self.header[2..2 + n].iter().fold(0u64, |l, &b| (l << 8) | u64::from(b)),
+            };
+            if length > MAX_MESSAGE as u64 {
+                self.refused = Some(length);
+                return Err(length);
+            }
+            (self.remaining, self.have) = (length, 0);
+        }
+        Ok(())
+    }
+}
+
+/// A WebSocket request body passed through a [`FrameGuard`]: it ends with an error at a frame too large.
+struct Guarded {
+    inner: actix_web::dev::Payload,
+    frames: FrameGuard,
+}
+
+impl futures_util::Stream for Guarded {
+    type Item = Result<bytes::Bytes, actix_web::error::PayloadError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let next = std::pin::Pin::new(&mut this.inner).poll_next(cx);
+        if let std::task::Poll::Ready(Some(Ok(bytes))) = &next {
+            if let Err(length) = this.frames.check(bytes) {
+                tracing::info!(length, "WebSocket frame over the message limit: session closed");
+                return std::task::Poll::Ready(Some(Err(actix_web::error::PayloadError::Overflow)));
+            }
+        }
+        next
+    }
 }
 
 /// Why a session ends.
@@ -433,6 +519,49 @@ async fn run(state: Arc<AppState>, session: Session, mut messages: actix_ws::Agg
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_frame_guard_follows_headers_across_chunks_and_stops_at_an_oversized_frame() {
+        // A masked 5-byte text frame, a masked 300-byte binary frame (16-bit length), split anywhere.
+        let mut stream = vec![0x81, 0x85, 1, 2, 3, 4];
+        stream.extend_from_slice(b"hello");
+        stream.extend_from_slice(&[0x82, 0xfe, 0x01, 0x2c, 9, 9, 9, 9]);
+        stream.extend_from_slice(&[0u8; 300]);
+        for split in 0..stream.len() {
+            let mut g = FrameGuard::default();
+            assert_eq!(g.check(&stream[..split]), Ok(()));
+            assert_eq!(g.check(&stream[split..]), Ok(()));
+            assert_eq!((g.remaining, g.have), (0, 0), "at a frame boundary after both frames");
+        }
+        // 64 KiB passes, one byte more does not, whatever the chunking.
+        let mut ok = vec![0x82, 0xff];
+        ok.extend_from_slice(&(MAX_MESSAGE as u64).to_be_bytes());
+        ok.extend_from_slice(&[0; 4]);
+        assert_eq!(FrameGuard::default().check(&ok), Ok(()));
+        let mut big = vec![0x82, 0xff];
+        big.extend_from_slice(&(1u64 << 62).to_be_bytes());
+        big.extend_from_slice(&[0; 4]);
+        let mut g = FrameGuard::default();
+        assert_eq!(g.check(&big[..5]), Ok(()));
+        assert_eq!(g.check(&big[5..]), Err(1 << 62));
+        assert_eq!(g.check(&[0; 100]), Err(1 << 62), "and stays refused");
+        // Any bytes in any chunking: answers, never panics.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..2000 {
+            let mut g = FrameGuard::default();
+            for _ in 0..20 {
+                let chunk: Vec<u8> = (0..(x % 40))
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect();
+                let _ = g.check(&chunk);
+            }
+        }
+    }
 
     #[test]
     fn subscriptions_narrow_widen_and_exclude() {
