@@ -121,27 +121,19 @@ struct FlvLoop {
 }
 
 impl FlvLoop {
-    /// The 9-byte header (its last 4 bytes the header size), then per tag: the previous tag's size (4 bytes), an
-    /// 11-byte header (type, 24-bit size, 24-bit timestamp + 8-bit high byte, 24-bit stream id) and the body.
+    /// The audio and video tags of an FLV file, with whether each is a sequence header.
     fn new(file: &'static [u8]) -> Self {
-        let file = Bytes::from_static(file);
-        assert_eq!(&file[..3], b"FLV", "FLV signature");
-        let mut at = u32::from_be_bytes([file[5], file[6], file[7], file[8]]) as usize + 4;
+        let (_, file_tags) = playlists::flv::read_file(&Bytes::from_static(file)).expect("an FLV file");
         let mut tags = Vec::new();
-        while at + 11 <= file.len() {
-            let h = &file[at..at + 11];
-            let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
-            let ms = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
-            let body = file.slice(at + 11..at + 11 + size);
-            let kind = h[0] & 0x1f;
+        for t in file_tags {
             // Sequence ends (and anything the packager ignores) would not recur in a live stream: left out.
-            let tag = match kind {
-                9 => match Video::parse(body.clone()).expect("fixture video tag") {
+            let tag = match t.kind {
+                9 => match Video::parse(t.body.clone()).expect("fixture video tag") {
                     Video::Config { .. } => Some((true, true)),
                     Video::Frame { .. } => Some((true, false)),
                     _ => None,
                 },
-                8 => match Audio::parse(body.clone()).expect("fixture audio tag") {
+                8 => match Audio::parse(t.body.clone()).expect("fixture audio tag") {
                     Audio::Config { .. } => Some((false, true)),
                     Audio::Frame { .. } => Some((false, false)),
                     _ => None,
@@ -149,9 +141,8 @@ impl FlvLoop {
                 _ => None,
             };
             if let Some((video, config)) = tag {
-                tags.push(Tag { video, config, ms, body });
+                tags.push(Tag { video, config, ms: t.timestamp_ms, body: t.body });
             }
-            at += 11 + size + 4;
         }
         // The pass lasts until the frame after the last one of the track that ends last: the last timestamp
         // plus the mean frame interval, rounded up. For this fixture, audio decides: 189 AAC frames of 21.33 ms

@@ -85,20 +85,11 @@ struct Tag {
 
 fn load_tags(path: &PathBuf) -> Res<Vec<Tag>> {
     let flv = Bytes::from(std::fs::read(path)?);
-    let mut tags = Vec::new();
-    let mut at = 13;
-    while let Some(h) = flv.get(at..at + 11) {
-        let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
-        let timestamp = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
-        let body = flv.get(at + 11..at + 11 + size).map(|_| flv.slice(at + 11..at + 11 + size)).ok_or("short FLV")?;
-        let kind = h[0] & 0x1f;
-        if kind == 8 || kind == 9 {
-            let config = body.get(1) == Some(&0);
-            tags.push(Tag { video: kind == 9, timestamp, body, config });
-        }
-        at += 11 + size + 4;
-    }
-    Ok(tags)
+    let (_, tags) = playlists::flv::read_file(&flv)?;
+    let media = tags.into_iter().filter(|t| t.kind == 8 || t.kind == 9);
+    Ok(media
+        .map(|t| Tag { video: t.kind == 9, timestamp: t.timestamp_ms, config: t.body.get(1) == Some(&0), body: t.body })
+        .collect())
 }
 
 async fn run(n: usize, secs: u64, colocate: bool, tags: Vec<Tag>) -> Res<()> {

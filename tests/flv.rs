@@ -28,22 +28,11 @@ struct Tag {
     body: Bytes,
 }
 
-/// A minimal FLV file reader: the 9-byte header, then (previous tag size, tag header, body) until the end.
+/// The file's header flags as the packager's metadata, and its tags.
 fn read_flv(file: &Bytes) -> (Metadata, Vec<Tag>) {
-    assert_eq!(&file[..3], b"FLV", "FLV signature");
-    let flags = file[4];
-    let meta = Metadata { has_audio: Some(flags & 4 != 0), has_video: Some(flags & 1 != 0), ..Metadata::default() };
-    let mut at = u32::from_be_bytes([file[5], file[6], file[7], file[8]]) as usize + 4;
-    let mut tags = Vec::new();
-    while at + 11 <= file.len() {
-        let h = &file[at..at + 11];
-        let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
-        let ms = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
-        tags.push(Tag { kind: h[0] & 0x1f, ms, body: file.slice(at + 11..at + 11 + size) });
-        at += 11 + size + 4;
-    }
-    assert_eq!(at, file.len(), "the file ends on a tag boundary");
-    (meta, tags)
+    let (header, tags) = playlists::flv::read_file(file).expect("an FLV file");
+    let meta = Metadata { has_audio: Some(header.has_audio), has_video: Some(header.has_video), ..Metadata::default() };
+    (meta, tags.into_iter().map(|t| Tag { kind: t.kind, ms: t.timestamp_ms, body: t.body }).collect())
 }
 
 /// Feeds tags to a packager as the RTMP layer would and drains every item.

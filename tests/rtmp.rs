@@ -196,20 +196,10 @@ struct Tag {
     body: Bytes,
 }
 
-/// The tags of an FLV file (a 9-byte header, then tags each followed by its 4-byte previous-tag size).
+/// The tags of an FLV file.
 fn flv_tags(flv: &Bytes) -> Vec<Tag> {
-    assert_eq!(&flv[..3], b"FLV");
-    let mut at = 9 + 4;
-    let mut tags = Vec::new();
-    while at + 11 <= flv.len() {
-        let h = &flv[at..at + 11];
-        let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
-        let timestamp = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
-        let body = flv.slice(at + 11..at + 11 + size);
-        tags.push(Tag { kind: h[0] & 0x1f, timestamp, body });
-        at += 11 + size + 4;
-    }
-    tags
+    let (_, tags) = playlists::flv::read_file(flv).expect("an FLV file");
+    tags.into_iter().map(|t| Tag { kind: t.kind, timestamp: t.timestamp_ms, body: t.body }).collect()
 }
 
 fn fixture_tags() -> Vec<Tag> {

@@ -12,17 +12,20 @@
 //! - [`aac`]: the AudioSpecificConfig. [`opus`]: `OpusHead` and packet durations.
 //! - `packager`: [`Packager`], timing and fragment cuts; [`Stats`].
 //! - `bits`: the bit reader those use (exp-Golomb, emulation prevention).
+//! - [`file`]: [`read_file`], the tags of a stored FLV file.
 
 mod bits;
 
 pub mod aac;
 pub mod av1;
 pub mod avc;
+pub mod file;
 pub mod hevc;
 pub mod opus;
 mod packager;
 pub mod tag;
 
+pub use file::{read_file, FileHeader, FileTag};
 pub use packager::{Packager, Stats, MAX_HELD_BYTES, MAX_HELD_SAMPLES};
 pub use tag::{Audio, AudioCodec, Ignored, Video, VideoCodec};
 
