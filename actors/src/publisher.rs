@@ -150,6 +150,11 @@ impl Publishers {
 
     /// Reports a refused publish: a `warning` event on `/ws` and a log line, both with the reason.
     pub fn refused(&self, stream: &str, source: Source, reason: &dyn fmt::Display) {
+        // The name is the client's, not yet a valid id: a bounded prefix of it is enough to tell who it was.
+        let stream = match stream.char_indices().nth(MAX_NAME_SHOWN) {
+            Some((end, _)) => &stream[..end],
+            None => stream,
+        };
         tracing::warn!(stream, %source, "ingest refused: {reason}");
         self.hub
             .emit(Event::Warning { stream: stream.to_owned(), message: format!("{source} ingest refused: {reason}") });
@@ -164,6 +169,9 @@ impl Publishers {
         routed.map_err(|_| PublishError::Unavailable("the stream registry is not running".into()))?.map_err(Into::into)
     }
 }
+
+/// Characters of a refused stream name that the warning shows: a valid id has at most 64, plus a group.
+const MAX_NAME_SHOWN: usize = 130;
 
 fn gone() -> PublishError {
     PublishError::Unavailable("the stream went away".into())

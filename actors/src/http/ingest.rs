@@ -2,9 +2,10 @@
 //! fragmented MP4 where every fragment becomes a part as soon as its last byte arrives, `PUT .../init.mp4`,
 //! `POST .../parts` for one fragment at a time, and `DELETE` to end a stream.
 //!
-//! Status codes: 403 bad credentials, 404 unknown stream, 412 fragment before init, 413 too large, 415 not fMP4,
-//! 400 malformed, 503 when the stream's mailbox is full. A rejected upload is answered and its connection closed
-//! (an encoder such as ffmpeg does not read the response while it uploads).
+//! Status codes: 403 bad credentials, 404 unknown stream, 408 an upload that stopped sending, 409 superseded or
+//! ended, 412 fragment before init, 413 too large, 415 not fMP4, 400 malformed, 503 when the stream's mailbox is
+//! full or too many streams exist. A rejected upload is answered and its connection closed (an encoder such as
+//! ffmpeg does not read the response while it uploads).
 
 use actix_web::body::MessageBody as _;
 use actix_web::http::ConnectionType;
