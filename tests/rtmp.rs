@@ -240,6 +240,15 @@ async fn a_wrong_key_gets_an_error_status_and_a_closed_connection() {
         let client = Client::publishing(server.addr, key).await;
         drop(client);
     }
+    // The credential may ride in the application's URL instead (rtmp://host/live?key=SECRET, key `cam3`).
+    let mut client = Client::open(server.addr).await;
+    assert_eq!(client.connect("live?key=s3cret").await, Answer::Accepted);
+    assert_eq!(client.publish("cam3").await, Answer::Accepted);
+    drop(client);
+    let mut client = Client::open(server.addr).await;
+    assert_eq!(client.connect("live?key=wrong").await, Answer::Accepted);
+    assert!(matches!(client.publish("cam3").await, Answer::Refused(_)));
+    client.closed_by_server().await;
     server.stop().await;
 }
 

@@ -174,8 +174,16 @@ async fn connection(tcp: std::net::TcpStream, peer: SocketAddr, ctx: Ctx) {
         Ok(Err(e)) => return warn!(%peer, error = %e, "rtmp session not created"),
         Err(e) => return warn!(%peer, reason = %e, "rtmp session not created"),
     };
-    let mut session =
-        Session { tcp, peer, ctx, rtmp, guard: Guard::default(), publishing: None, setup_bytes: leftover.len() };
+    let mut session = Session {
+        tcp,
+        peer,
+        ctx,
+        rtmp,
+        guard: Guard::default(),
+        publishing: None,
+        setup_bytes: leftover.len(),
+        app_credential: None,
+    };
     let ended = session.run(initial, &leftover, accepted + SETUP_TIMEOUT).await;
     let stream = session.publishing.as_ref().map(|p| p.publisher.id().to_string());
     if let Err(e) = session.finish().await {
@@ -236,6 +244,9 @@ struct Session {
     publishing: Option<Publishing>,
     /// Bytes received before the publish was accepted ([`SETUP_BYTES`]).
     setup_bytes: usize,
+    /// A credential carried in the connect's application (`rtmp://host/live?key=SECRET`), for encoders whose
+    /// stream key field cannot hold a query.
+    app_credential: Option<String>,
 }
 
 /// How a session ended on its own terms (for the log); an `Err(String)` is one that failed.
@@ -337,12 +348,14 @@ impl Session {
     async fn event(&mut self, event: ServerSessionEvent) -> Result<Option<&'static str>, String> {
         match event {
             ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
-                if app_name.trim_end_matches('/') == APP {
+                let (app, credential) = split_key(&app_name);
+                if app.trim_end_matches('/') == APP {
+                    self.app_credential = credential.map(str::to_owned);
                     self.accept(request_id).await?;
                 } else {
-                    let why = format!("unknown application {app_name:?}: publish to rtmp://HOST/{APP}/STREAM");
+                    let why = format!("unknown application {app:?}: publish to rtmp://HOST/{APP}/STREAM");
                     self.reject(request_id, "NetConnection.Connect.Rejected", &why).await?;
-                    info!(peer = %self.peer, app = %app_name, "rtmp connect rejected");
+                    info!(peer = %self.peer, app, "rtmp connect rejected");
                     return Ok(Some("connect rejected"));
                 }
             }
@@ -378,6 +391,9 @@ impl Session {
     /// A publish request: the key parsed and checked, the publish accepted or refused.
     async fn publish(&mut self, request_id: u32, key: &str) -> Result<Option<&'static str>, String> {
         let (name, credential) = split_key(key);
+        // The stream key's own credential wins over one in the application's URL.
+        let app_credential = self.app_credential.clone();
+        let credential = credential.or(app_credential.as_deref());
         if self.publishing.is_some() {
             self.reject(request_id, BAD_NAME, "one stream per connection").await?;
             return Ok(Some("second publish refused"));
@@ -468,7 +484,7 @@ fn status_of(e: &PublishError) -> &'static str {
     }
 }
 
-/// `name?key=SECRET` (or `token=`): the stream name and the credential.
+/// `name?key=SECRET` (or `token=`): the stream name (or the application) and the credential.
 fn split_key(key: &str) -> (&str, Option<&str>) {
     let (name, query) = key.split_once('?').unwrap_or((key, ""));
     let credential = query
