@@ -413,6 +413,10 @@ async fn one_fragment_per_long_gop_becomes_short_parts() {
     let summary: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     // 120 frames at 30 fps per GOP, parts of at most 250 ms (7 frames): 18 parts each.
     assert_eq!(summary["parts"].as_u64(), Some(36), "two 4 s fragments cut into parts: {summary}");
+    // The parts are the fragments' samples under new moofs: a few hundred bytes more than the fragments.
+    let fragment_bytes: usize = media.fragments.iter().map(|f| f.len()).sum();
+    let bytes = summary["bytes"].as_u64().unwrap() as usize;
+    assert!(bytes > fragment_bytes && bytes < fragment_bytes + 36 * 1024, "{bytes} for {fragment_bytes}");
     // The second fragment came while the first one's parts were paced: they were flushed, and its own first part
     // closed segment 0. Its other 17 follow in real time, so they are not all there yet.
     let published = || server.engine.playlists().stream(&StreamId::parse("gop").unwrap()).unwrap().info().parts;

@@ -145,6 +145,7 @@ impl Publishers {
             init: None,
             lost: 0,
             paced: 0,
+            paced_bytes: 0,
         })
     }
 
@@ -192,6 +193,7 @@ pub struct Publisher {
     init: Option<Arc<Init>>,
     lost: u32,
     paced: u64,
+    paced_bytes: u64,
 }
 
 /// Why one item was not published.
@@ -250,10 +252,11 @@ impl Publisher {
                 let mut pieces = self.cut(fragment)?.into_iter();
                 let Some(first) = pieces.next() else { return Ok(Vec::new()) };
                 let then: Vec<_> = pieces.collect();
-                let paced = then.len() as u64;
+                let (paced, bytes) = (then.len() as u64, then.iter().map(|f| f.bytes.len() as u64).sum::<u64>());
                 let published = self.deliver(Item::Fragment(first), then).await?;
                 if published.is_some() {
                     self.paced += paced;
+                    self.paced_bytes += bytes;
                 }
                 Ok(published.into_iter().collect())
             }
@@ -263,6 +266,11 @@ impl Publisher {
     /// Parts of cut fragments handed to the stream's actor to publish at their media's pace.
     pub fn paced_parts(&self) -> u64 {
         self.paced
+    }
+
+    /// The bytes of [`paced_parts`](Self::paced_parts).
+    pub fn paced_bytes(&self) -> u64 {
+        self.paced_bytes
     }
 
     /// The fragment as the parts it becomes: itself, or if it is longer than the part target, its samples cut

@@ -30,9 +30,9 @@ pub struct Summary {
     pub inits: u32,
     /// Parts published, or (the rest of a long fragment cut into parts) being published at their media's pace.
     pub parts: u64,
-    /// Segments this upload's parts closed.
+    /// Segments this upload's parts closed (as far as they were published before the answer).
     pub segments_closed: u64,
-    /// Bytes of published parts.
+    /// Bytes of published (or paced) parts.
     pub bytes: u64,
     /// Bytes of an incomplete fragment at the end of the body, dropped.
     pub dropped_bytes: usize,
@@ -197,6 +197,7 @@ async fn parts(
     }
     summary.lost_fragments = publisher.lost_fragments();
     summary.parts += publisher.paced_parts();
+    summary.bytes += publisher.paced_bytes();
     if splitter.pending() > 0 {
         return Err(Error::Malformed("the body ends inside a box".into()).into());
     }
@@ -262,6 +263,7 @@ async fn upload(req: HttpRequest, stream: &str, mut payload: web::Payload, state
     if let Some(p) = &publisher {
         summary.lost_fragments = p.lost_fragments();
         summary.parts += p.paced_parts();
+        summary.bytes += p.paced_bytes();
     }
     summary.dropped_bytes = splitter.pending();
     tracing::info!(stream = %id, parts = summary.parts, dropped = summary.dropped_bytes, "ingest ended");
