@@ -28,7 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput};
 use playlists::flv::{Audio, Packager, Video};
 use playlists::fmp4::{refragment, shift_decode_times, Fragment, Init, Item, Splitter};
 use playlists::playlists::Stream;
@@ -196,18 +197,7 @@ fn fmp4(c: &mut Criterion, playlists: &Playlists) {
 
     let mut group = c.benchmark_group("ingest_fmp4");
     group.throughput(Throughput::Elements(parts));
-    let mut next = 0;
-    let mut split_only = Splitter::with_init(4 << 20, pass.init.clone());
-    group.bench_function("split", |b| {
-        b.iter_batched(
-            || {
-                next += 1;
-                pass.round(next)
-            },
-            |input| split(&mut split_only, &input, |f| drop(black_box(f))),
-            BatchSize::SmallInput,
-        )
-    });
+    bench_split(&mut group, &pass);
     group.bench_function("split+publish", |b| {
         b.iter_batched(
             || {
@@ -220,6 +210,22 @@ fn fmp4(c: &mut Criterion, playlists: &Playlists) {
         )
     });
     group.finish();
+}
+
+/// The "split" bench of a group: passes of `pass` through a splitter of their own, nothing published.
+fn bench_split(group: &mut BenchmarkGroup<'_, WallTime>, pass: &Fmp4Loop) {
+    let mut next = 0;
+    let mut split_only = Splitter::with_init(4 << 20, pass.init.clone());
+    group.bench_function("split", |b| {
+        b.iter_batched(
+            || {
+                next += 1;
+                pass.round(next)
+            },
+            |input| split(&mut split_only, &input, |f| drop(black_box(f))),
+            BatchSize::SmallInput,
+        )
+    });
 }
 
 fn cut(fragment: Fragment, init: &Init, each: impl FnMut(Fragment)) {
@@ -247,18 +253,9 @@ fn refragmented(c: &mut Criterion, playlists: &Playlists) {
 
     let mut group = c.benchmark_group("ingest_refragment");
     group.throughput(Throughput::Elements(parts as u64));
+    bench_split(&mut group, &pass);
     let mut next = 0;
     let mut split_only = Splitter::with_init(4 << 20, init.clone());
-    group.bench_function("split", |b| {
-        b.iter_batched(
-            || {
-                next += 1;
-                pass.round(next)
-            },
-            |input| split(&mut split_only, &input, |f| drop(black_box(f))),
-            BatchSize::SmallInput,
-        )
-    });
     group.bench_function("split+cut", |b| {
         b.iter_batched(
             || {

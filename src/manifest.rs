@@ -513,12 +513,13 @@ impl M3u8Manifest {
     /// preload hint announce a forced cut and `push` then honour it.
     fn must_cut(&self, ms: u64) -> bool {
         let next = ms.max(self.guard_ms());
-        self.open.parts >= self.max_parts || rounds_above(self.open.ms + next, self.segment_limit())
+        self.open.parts >= self.max_parts || rounds_above(self.open.ms + next, self.longest_segment())
     }
 
-    /// The longest `EXTINF` (rounded) the open segment may reach: the target duration, or while the first
-    /// segment waits for its GOP to end (the target duration is not fixed yet), the most it may be raised to.
-    fn segment_limit(&self) -> u32 {
+    /// The longest `EXTINF` (rounded), in seconds, the open segment may reach, so also the longest part: the target
+    /// duration, or while the first segment waits for its GOP to end (the target duration is not fixed yet), the
+    /// most it may be raised to.
+    pub fn longest_segment(&self) -> u32 {
         if self.part_target.is_none() {
             self.max_target_duration
         } else {
@@ -530,11 +531,6 @@ impl M3u8Manifest {
     /// the configured one).
     pub fn target_duration(&self) -> u32 {
         self.target_duration
-    }
-
-    /// The longest segment the open one may become, seconds: no part may be longer than that.
-    pub fn longest_segment(&self) -> u32 {
-        self.segment_limit()
     }
 
     /// The longest part expected: `PART-TARGET` once known, else the longest part so far.

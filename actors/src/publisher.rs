@@ -210,11 +210,6 @@ impl Publisher {
         &self.id
     }
 
-    /// Where the media comes from.
-    pub fn source(&self) -> Source {
-        self.source
-    }
-
     /// Fragments lost because the stream's actor failed while publishing them (the stream goes on).
     pub fn lost_fragments(&self) -> u32 {
         self.lost

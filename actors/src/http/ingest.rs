@@ -217,10 +217,10 @@ async fn upload(req: HttpRequest, stream: &str, mut payload: web::Payload, state
         Ok(id) => id,
         Err(e) => return reject(state, stream, e.into(), Some(payload)),
     };
-    let (credential, peer) = (bearer(&req), req.peer_addr().map(|a| a.ip()));
-    if let Err(refusal) = state.publishers.auth().check(&id, credential, peer) {
-        return reject(state, stream, PublishError::from(refusal).into(), Some(payload));
+    if let Err(e) = authorize(&req, state, &id) {
+        return reject(state, stream, e, Some(payload));
     }
+    let (credential, peer) = (bearer(&req), req.peer_addr().map(|a| a.ip()));
     let max = state.playlists.options().max_part_bytes;
     let idle = state.publishers.ingest_timeout();
     let mut splitter = Splitter::new(max);
