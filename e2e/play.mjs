@@ -174,7 +174,7 @@ result.requests = {
   parts: parts.length,
   distinct_parts: new Set(parts).size,
   segments: count(/\/s\d+\.mp4(\?|$)/),
-  init: count(/\/init\.mp4(\?|$)/),
+  init: count(/\/init[^/]*\.mp4(\?|$)/),
   blocking_playlists: count(/\.m3u8\?(.*&)?_HLS_msn=/),
   plain_playlists: requests.filter((u) => /\.m3u8/.test(u) && !/_HLS_msn=/.test(u)).length,
   skip_playlists: count(/_HLS_skip=/),

@@ -199,7 +199,7 @@ impl Counts {
                 self.plain_playlists += 1;
             }
             format!("{path}?{query}")
-        } else if file == "init.mp4" {
+        } else if file.starts_with("init") {
             self.init += 1;
             return;
         } else if file.starts_with('p') {
