@@ -102,6 +102,15 @@ impl Server {
         Self { http: http_addr, https, certificates, stop: Some(stop), task: Some(task) }
     }
 
+    /// A server on a certificate of its own, made for `test`; the directory holding its files goes with the test.
+    async fn with_certificate(test: &str) -> (Dir, Pem, Self) {
+        let dir = Dir::new(test);
+        let pem = certificate(test);
+        dir.write(&pem.cert, &pem.key);
+        let server = Self::start(&dir).await;
+        (dir, pem, server)
+    }
+
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task.take().unwrap().await.unwrap().unwrap();
@@ -197,10 +206,7 @@ async fn http1_get(mut io: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + U
 /// and HTTP/2 with prior knowledge (h2c).
 #[actix_rt::test]
 async fn https_speaks_h2_and_http1_by_alpn_and_the_plain_port_speaks_h2c() {
-    let dir = Dir::new("alpn");
-    let pem = certificate("alpn");
-    dir.write(&pem.cert, &pem.key);
-    let server = Server::start(&dir).await;
+    let (_dir, pem, server) = Server::with_certificate("alpn").await;
 
     let tls = connect(server.https, &[&pem.der], &[b"h2", b"http/1.1"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "h2 is preferred when the client offers it");
@@ -230,10 +236,7 @@ async fn https_speaks_h2_and_http1_by_alpn_and_the_plain_port_speaks_h2c() {
 /// (here 20 playlist reloads and the part): one publication answers them all, with the part's bytes.
 #[actix_rt::test]
 async fn held_playlists_and_a_held_part_share_one_h2_connection_and_one_publication_answers_them() {
-    let dir = Dir::new("held");
-    let pem = certificate("held");
-    dir.write(&pem.cert, &pem.key);
-    let server = Server::start(&dir).await;
+    let (_dir, pem, server) = Server::with_certificate("held").await;
     let media = Media::h264();
     server.publish("cam", "/init.mp4", media.init.clone()).await;
     // Enough for a complete segment: the playlist exists from then on.

@@ -1,9 +1,9 @@
 //! The `playlists` binary: `cargo run --release` serves 127.0.0.1:8080 with the demo stream `demo`.
 
-use anyhow::Context as _;
-use clap::Parser;
 use std::sync::Arc;
 
+use anyhow::Context as _;
+use clap::Parser;
 use playlists_actors::config::Config;
 use playlists_actors::tls::Certificates;
 use playlists_actors::TlsListener;
