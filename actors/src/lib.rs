@@ -5,6 +5,7 @@
 //! - [`publisher`]: `Publishers` and `Publisher`, the publishing core every ingest source (HTTP, RTMP, this API,
 //!   the demo) hands its inits and fragments to; re-fragmenting to the part target happens there.
 //! - [`auth`]: `IngestAuth`, who may publish (tokens, per-stream keys, loopback).
+//! - [`access`]: `PlaybackAuth`, who may play: signed, expiring playback tokens (off unless a secret is set).
 //! - [`stream`]: `StreamActor`, the one writer of a live stream (rollover, publish, idle and end).
 //! - [`registry`]: `Registry`, which routes stream ids to actors, creates, ends and removes streams, and re-creates
 //!   an actor that died without losing what it published.
@@ -29,6 +30,7 @@
 //! # }
 //! ```
 
+pub mod access;
 pub mod auth;
 pub mod config;
 pub mod demo;
