@@ -83,6 +83,8 @@ pub struct EngineConfig {
     /// An ingest connection (an HTTP upload, an RTMP publish) that sends nothing for this long is cut off (HTTP:
     /// 408), so that a stalled or hostile encoder does not hold its connection and its stream forever.
     pub ingest_timeout: Duration,
+    /// Who may play: with a secret, everything under `/live/` needs a playback token ([`access`]).
+    pub playback: access::PlaybackAuth,
 }
 
 impl Default for EngineConfig {
@@ -97,6 +99,7 @@ impl Default for EngineConfig {
             // Longer than any fragment an encoder sends (one per 10 s GOP at most): ffmpeg writes a fragment's
             // bytes only once it is complete.
             ingest_timeout: Duration::from_secs(30),
+            playback: access::PlaybackAuth::default(),
         }
     }
 }
@@ -140,6 +143,7 @@ impl Engine {
             page,
             cache,
             actors_on_ingest_workers: config.actors_on_ingest_workers,
+            playback: config.playback,
         });
         spawn_sampler(Arc::downgrade(&state.clone().into_inner()));
         Ok(Self { state, api: Arc::default() })
