@@ -13,6 +13,10 @@
 //                _HLS_msn), plain playlist loads, segments, init
 //   seeks        every `seeking` event (from, to), to explain a jump; timeline: [ms, currentTime, buffer end,
 //                latency] every 500 ms; load_average: the machine's 1-minute load before and after
+//   token_in_query  requests whose URL carries `token=`, playlists and media apart; refused: answers 401 or 403
+// With PLAY_SAME_ORIGIN=1 the empty document is one of the stream's own origin instead (its /healthz, replaced by
+// setContent, which keeps the URL): the player's requests are then same-origin and carry cookies, as a page served
+// by the origin's site does (the playback-token cookie, README "Playback access control").
 // Nothing is downloaded: the browser is /usr/bin/chromium (override with CHROMIUM=...), never a Playwright build.
 // Everything else goes to stderr. The whole run is bounded (startup 30 s + SECONDS + 15 s).
 
@@ -56,10 +60,15 @@ const context = await chromium.launchPersistentContext(userDataDir, {
 });
 
 const requests = [];
+let refused = 0;
 let result;
 try {
   const page = context.pages()[0] ?? (await context.newPage());
   page.on('request', (r) => requests.push(r.url()));
+  page.on('response', (r) => {
+    if (r.status() === 401 || r.status() === 403) refused += 1;
+  });
+  if (process.env.PLAY_SAME_ORIGIN) await page.goto(new URL(url).origin + '/healthz');
   page.on('console', (m) => console.error(`[page] ${m.text()}`));
   await page.setContent('<!doctype html><html><body><video id="v" muted autoplay playsinline></video></body></html>');
   await page.addScriptTag({ path: hlsPath });
@@ -168,6 +177,11 @@ result.requests = {
   plain_playlists: requests.filter((u) => /\.m3u8/.test(u) && !/_HLS_msn=/.test(u)).length,
   skip_playlists: count(/_HLS_skip=/),
   first: requests.filter((u) => u.startsWith('http')).slice(0, 6),
+  token_in_query: {
+    playlists: requests.filter((u) => /\.m3u8\?(.*&)?token=/.test(u)).length,
+    media: requests.filter((u) => /\.mp4\?(.*&)?token=/.test(u)).length,
+  },
+  refused,
 };
 result.load_average = [loadBefore, loadavg()[0]].map((x) => Number(x.toFixed(2)));
 result.fatal = result.errors.filter((e) => e.fatal).length;
