@@ -15,6 +15,10 @@
 //                {"h2": n, "http/1.1": n}, for playlists and for media (parts, segments, init)
 //   seeks        every `seeking` event (from, to), to explain a jump; timeline: [ms, currentTime, buffer end,
 //                latency] every 500 ms; load_average: the machine's 1-minute load before and after
+//   token_in_query  requests whose URL carries `token=`, playlists and media apart; refused: answers 401 or 403
+// With PLAY_SAME_ORIGIN=1 the empty document is one of the stream's own origin instead (its /healthz, replaced by
+// setContent, which keeps the URL): the player's requests are then same-origin and carry cookies, as a page served
+// by the origin's site does (the playback-token cookie, README "Playback access control").
 // Nothing is downloaded: the browser is /usr/bin/chromium (override with CHROMIUM=...), never a Playwright build.
 // Everything else goes to stderr. The whole run is bounded (startup 30 s + SECONDS + 15 s).
 
@@ -61,6 +65,7 @@ const context = await chromium.launchPersistentContext(userDataDir, {
 
 const requests = [];
 const protocols = { playlists: {}, media: {} };
+let refused = 0;
 let result;
 try {
   const page = context.pages()[0] ?? (await context.newPage());
@@ -71,6 +76,10 @@ try {
     if (kind) protocols[kind][response.protocol] = (protocols[kind][response.protocol] ?? 0) + 1;
   });
   page.on('request', (r) => requests.push(r.url()));
+  page.on('response', (r) => {
+    if (r.status() === 401 || r.status() === 403) refused += 1;
+  });
+  if (process.env.PLAY_SAME_ORIGIN) await page.goto(new URL(url).origin + '/healthz');
   page.on('console', (m) => console.error(`[page] ${m.text()}`));
   await page.setContent('<!doctype html><html><body><video id="v" muted autoplay playsinline></video></body></html>');
   await page.addScriptTag({ path: hlsPath });
@@ -179,6 +188,11 @@ result.requests = {
   plain_playlists: requests.filter((u) => /\.m3u8/.test(u) && !/_HLS_msn=/.test(u)).length,
   skip_playlists: count(/_HLS_skip=/),
   first: requests.filter((u) => u.startsWith('http')).slice(0, 6),
+  token_in_query: {
+    playlists: requests.filter((u) => /\.m3u8\?(.*&)?token=/.test(u)).length,
+    media: requests.filter((u) => /\.mp4\?(.*&)?token=/.test(u)).length,
+  },
+  refused,
 };
 result.protocols = protocols;
 result.load_average = [loadBefore, loadavg()[0]].map((x) => Number(x.toFixed(2)));

@@ -3,7 +3,7 @@
 #
 #   scripts/e2e.sh
 #
-# 1. Installs what is missing on a Debian machine: ffmpeg, chromium and nginx from Debian's packages (apt-get), and
+# 1. Installs what is missing on a Debian machine: ffmpeg, curl, chromium and nginx from Debian's packages (apt-get), and
 #    hls.js + playwright-core into e2e/node_modules from e2e/package-lock.json (npm ci). Never a browser download:
 #    Playwright drives Debian's /usr/bin/chromium.
 # 2. Builds the server (release), plays its built-in demo stream with hls.js in headless Chromium, and opens its
@@ -12,7 +12,9 @@
 #    hls.js and ffmpeg's HLS reader playing ffmpeg's stream, nginx (examples/nginx-edge.conf) with 50 viewers;
 #    and the encoders of issue 10: ffmpeg over RTMP with OBS's settings and ffmpeg sending one fragment per 4 s GOP,
 #    each played by hls.js, and ffmpeg with wrong credentials over HTTP and RTMP, which must exit with an error;
-#    and hls.js playing over HTTPS with HTTP/2 (every answer h2 by Chromium's account), curl --http2 beside it.
+#    hls.js playing over HTTPS with HTTP/2 (every answer h2 by Chromium's account), curl --http2 beside it;
+#    and playback tokens (issue 13): hls.js given a token on the playlist URL alone, the cookie carrying the rest,
+#    and curl refused without one.
 # 4. Writes what was measured into BENCHMARKS.md, between <!-- e2e:start --> and <!-- e2e:end --> (nothing else
 #    in the file is touched).
 #
@@ -61,6 +63,7 @@ log() { printf '== %s (%ss)\n' "$*" "$(($(date +%s) - started))"; }
 # --- 1. tools ---------------------------------------------------------------------------------------------------
 need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
+command -v curl >/dev/null || need+=(curl)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v node >/dev/null || need+=(nodejs)

@@ -507,8 +507,16 @@ async fn ffmpeg_vp9_opus_ingest_advances_part_by_part() {
 
 /// Runs `e2e/play.mjs` against `url` for `secs` seconds of playback and returns its JSON line.
 async fn play(url: &str, secs: u32) -> Value {
+    play_with(url, secs, false).await
+}
+
+/// [`play`], from a page of the stream's own origin when `same_origin` (its requests then carry cookies).
+async fn play_with(url: &str, secs: u32, same_origin: bool) -> Value {
     let mut cmd = Command::new("node");
     cmd.arg(repo().join("e2e/play.mjs")).arg(url).arg(secs.to_string());
+    if same_origin {
+        cmd.env("PLAY_SAME_ORIGIN", "1");
+    }
     let mut node = Proc::spawn("node e2e/play.mjs", cmd);
     let (status, out, err) = node.finish(Duration::from_secs(u64::from(secs) + 60)).await;
     assert!(status.success(), "play.mjs failed ({status}):\n{err}");
@@ -1018,4 +1026,70 @@ async fn ffmpeg_with_a_wrong_credential_is_refused_over_http_and_rtmp() {
     let no_key = refused_encoder(ffmpeg_rtmp(&format!("rtmp://127.0.0.1:{port}/live/cam"), 60), "ffmpeg (RTMP)").await;
     assert!(origin.engine.playlists().stream(&StreamId::parse("cam").unwrap()).is_none(), "nothing was published");
     save("refusals", &json!({ "http_wrong_token": over_http, "rtmp_wrong_key": over_rtmp, "rtmp_no_key": no_key }));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// e. Playback tokens (issue 13 item 2): the token only on the playlist URL, the cookie carrying the rest
+
+/// curl, bounded, with its stdout.
+async fn curl(args: &[&str]) -> String {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "20"]).args(args);
+    let (status, out, err) = Proc::spawn("curl", cmd).finish(Duration::from_secs(30)).await;
+    assert!(status.success(), "curl {args:?} failed ({status}):\n{err}");
+    out
+}
+
+#[actix_web::test]
+#[ignore = "needs ffmpeg, curl, chromium and e2e/node_modules: run scripts/e2e.sh"]
+async fn hlsjs_plays_with_a_token_on_the_playlist_url_only_and_curl_without_one_is_refused() {
+    use playlists_actors::access::{PlaybackAuth, Scope};
+    let playback = PlaybackAuth::new(&["e2e-playback-secret-0123456789"]).unwrap();
+    let origin = origin_with(EngineConfig { playback: playback.clone(), ..EngineConfig::default() }).await;
+    let stream = "private1";
+    let mut ffmpeg = Proc::spawn("ffmpeg", ffmpeg_push(&origin.ingest_url(stream), Codec::H264Aac, 45));
+    // Ready once the stream has a complete segment (the playlist itself now needs a token).
+    let id = StreamId::parse(stream).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while origin.engine.playlists().stream(&id).is_none_or(|s| s.edge().last_segment.is_none()) {
+        assert!(ffmpeg.running(), "ffmpeg exited: {:?}", ffmpeg.finish(Duration::ZERO).await);
+        assert!(Instant::now() < deadline, "{stream} has no complete segment after 30 s");
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+    }
+    let token = playback.sign_for(&Scope::stream(stream).unwrap(), 600).unwrap();
+    let url = origin.playlist_url(stream);
+    let with_token = format!("{url}?token={token}");
+
+    // curl: no token, 401; the token in the query, 200 and the cookie; that cookie, kept by curl's own cookie
+    // engine, opens the init under the cookie's path.
+    let no_token = curl(&["-o", "/dev/null", "-w", "%{http_code}", &url]).await;
+    let jar = std::env::temp_dir().join(format!("playlists-e2e-cookies-{}", std::process::id()));
+    let jar = jar.to_str().unwrap();
+    let headers = curl(&["-c", jar, "-D", "-", "-o", "/dev/null", &with_token]).await;
+    let init = format!("{}/live/{stream}/init.mp4", origin.base);
+    let by_cookie = curl(&["-b", jar, "-o", "/dev/null", "-w", "%{http_code}", &init]).await;
+    let init_without = curl(&["-o", "/dev/null", "-w", "%{http_code}", &init]).await;
+    let _ = std::fs::remove_file(jar);
+    let set_cookie = headers.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).map(str::to_owned);
+
+    // hls.js from a page of the origin's own site, given the token on the playlist URL alone.
+    let mut r = play_with(&with_token, 20, true).await;
+    drop(ffmpeg);
+    r["curl"] = json!({
+        "no_token": no_token,
+        "set_cookie": set_cookie,
+        "init_with_the_cookie": by_cookie,
+        "init_without": init_without,
+    });
+    save("player_token", &r);
+    assert_eq!(no_token, "401", "{r}");
+    assert!(headers.starts_with("HTTP/1.1 200"), "{headers}");
+    assert!(set_cookie.as_deref().is_some_and(|c| c.contains(&format!("Path=/live/{stream}/"))), "{headers}");
+    assert_eq!(by_cookie, "200", "{r}");
+    assert_eq!(init_without, "401", "{r}");
+    assert_played(&r);
+    // The parts and the init came with no token in their URLs: the cookie carried it.
+    assert_eq!(r["requests"]["token_in_query"]["media"], 0, "{r}");
+    assert!(r["requests"]["init"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["requests"]["refused"], 0, "{r}");
 }

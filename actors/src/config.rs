@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::access::{self, PlaybackAuth, Scope};
 use crate::auth::{IngestAuth, IngestKey, KeysFile};
 use crate::stream::Lifetimes;
 use crate::{EngineConfig, ServeConfig};
@@ -42,6 +43,10 @@ pub enum ConfigError {
     /// TLS settings that do not go together.
     #[error("{0}")]
     Tls(String),
+    /// A playback secret that is too short, a `--playback-secret-file` that cannot be read, or a `token` subcommand
+    /// without a secret or with a bad stream or group name.
+    #[error("{0}")]
+    Playback(String),
 }
 
 /// `playlists`: a Low-Latency HLS origin. Encoders push fragmented MP4 to /ingest/{stream}; players read
@@ -51,7 +56,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// A TOML file holding any of the settings below (snake_case keys); flags and environment override it.
-    #[arg(long, env = "PLAYLISTS_CONFIG")]
+    #[arg(long, env = "PLAYLISTS_CONFIG", global = true)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080]; 0.0.0.0:8080 to publish.
@@ -133,6 +138,40 @@ pub struct Config {
     /// https://cdn.jsdelivr.net/npm/hls.js@1].
     #[arg(long, env = "PLAYLISTS_HLS_JS_URL")]
     pub hls_js_url: Option<String>,
+    /// Secrets that sign playback tokens (comma-separated; the first signs, any verifies, for rotation); with any,
+    /// everything under /live/ needs a token. At least 16 bytes each.
+    #[arg(long = "playback-secret", env = "PLAYLISTS_PLAYBACK_SECRETS", value_delimiter = ',', global = true)]
+    pub playback_secrets: Vec<String>,
+    /// A file of more playback secrets, one a line (`#` starts a comment), after those of --playback-secret.
+    #[arg(long, env = "PLAYLISTS_PLAYBACK_SECRET_FILE", global = true)]
+    pub playback_secret_file: Option<PathBuf>,
+    /// What to do; without a subcommand the server runs.
+    #[command(subcommand)]
+    #[serde(skip)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands of the binary.
+#[derive(Debug, Clone, PartialEq, clap::Subcommand)]
+pub enum Command {
+    /// Prints a playback token for a stream or a group, signed with the first playback secret (from
+    /// --playback-secret, PLAYLISTS_PLAYBACK_SECRETS, --playback-secret-file or the --config file).
+    Token(TokenArgs),
+}
+
+/// `playlists token`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+#[command(group(clap::ArgGroup::new("scope").required(true).args(["stream", "group"])))]
+pub struct TokenArgs {
+    /// The stream the token opens (`cam1`, `grp/cam1`).
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// The group the token opens: every rendition `NAME/*` and /live/NAME/master.m3u8.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// How long the token lives: seconds, or with s, m, h or d (`90s`, `30m`, `1h`, `7d`).
+    #[arg(long, default_value = "1h", value_parser = access::parse_ttl)]
+    pub ttl: u64,
 }
 
 impl Config {
@@ -173,6 +212,13 @@ impl Config {
             workers: self.workers.or(base.workers),
             pin_workers: self.pin_workers || base.pin_workers,
             hls_js_url: self.hls_js_url.or(base.hls_js_url),
+            playback_secrets: if self.playback_secrets.is_empty() {
+                base.playback_secrets
+            } else {
+                self.playback_secrets
+            },
+            playback_secret_file: self.playback_secret_file.or(base.playback_secret_file),
+            command: self.command,
         }
     }
 
@@ -195,6 +241,36 @@ impl Config {
     /// The address of the RTMP listener, unless it is turned off.
     pub fn rtmp_bind(&self) -> Option<SocketAddr> {
         (!self.no_rtmp).then(|| self.rtmp_bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1935))))
+    }
+
+    /// The playback secrets: those given, then those of the file; none: playback is open.
+    pub fn playback(&self) -> Result<PlaybackAuth, ConfigError> {
+        let mut secrets: Vec<String> =
+            self.playback_secrets.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+        if let Some(path) = &self.playback_secret_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::Playback(format!("reading {}: {e}", path.display())))?;
+            let lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+            secrets.extend(lines.map(str::to_owned));
+        }
+        PlaybackAuth::new(&secrets).map_err(ConfigError::Playback)
+    }
+
+    /// What `playlists token` prints: a token for its stream or group, signed with the first playback secret.
+    pub fn token(&self, args: &TokenArgs) -> Result<String, ConfigError> {
+        let scope = match (&args.stream, &args.group) {
+            (Some(stream), None) => Scope::stream(stream),
+            (None, Some(group)) => Scope::group(group),
+            _ => Err("give --stream NAME or --group NAME".to_owned()),
+        }
+        .map_err(ConfigError::Playback)?;
+        self.playback()?.sign_for(&scope, args.ttl).ok_or_else(|| {
+            ConfigError::Playback(
+                "no playback secret is set: give --playback-secret, PLAYLISTS_PLAYBACK_SECRETS, \
+                 --playback-secret-file, or playback_secrets in the --config file"
+                    .to_owned(),
+            )
+        })
     }
 
     /// The server settings, validated.
@@ -245,6 +321,7 @@ impl Config {
                 ingest_timeout: self
                     .ingest_timeout_secs
                     .map_or(engine.ingest_timeout, |s| Duration::from_secs(s.max(1))),
+                playback: self.playback()?,
                 ..engine
             },
             demo: !self.no_demo,
@@ -332,6 +409,36 @@ mod tests {
         assert!(file.tls().is_err(), "a file with a certificate and no key");
         let bind_only: Config = toml::from_str("tls_bind = \"0.0.0.0:443\"\n").unwrap();
         assert!(bind_only.tls().is_err());
+    }
+
+    #[test]
+    fn playback_secrets_and_the_token_subcommand() {
+        let secret = "a-playback-secret-of-some-length";
+        assert!(!Config::default().serve_config().unwrap().engine.playback.is_on(), "off by default");
+        let serve = Config::parse_from(["playlists", "--playback-secret", secret]).serve_config().unwrap();
+        assert!(serve.engine.playback.is_on());
+        assert!(Config::parse_from(["playlists", "--playback-secret", "short"]).serve_config().is_err());
+        // The secret may come after the subcommand (a global flag), or from the file under it.
+        let c =
+            Config::parse_from(["playlists", "token", "--group", "grp", "--ttl", "2h", "--playback-secret", secret]);
+        let Some(Command::Token(args)) = &c.command else { panic!("{c:?}") };
+        assert_eq!((args.group.as_deref(), args.ttl), (Some("grp"), 7200));
+        let token = c.token(args).unwrap();
+        let grant = serve.engine.playback.verify_for(&token, "grp/cam1", access::now()).unwrap();
+        assert!(grant.expires >= access::now() + 7190, "{grant:?}");
+        let file: Config = toml::from_str(&format!("playback_secrets = [\"{secret}\"]\n")).unwrap();
+        let c = Config::parse_from(["playlists", "token", "--stream", "cam1"]).over(file);
+        let Some(Command::Token(args)) = &c.command else { panic!("{c:?}") };
+        assert_eq!(args.ttl, 3600, "an hour unless told");
+        assert!(serve.engine.playback.verify_for(&c.token(args).unwrap(), "cam1", access::now()).is_ok());
+        // No secret, or no scope, or both: errors.
+        let c = Config::parse_from(["playlists", "token", "--stream", "cam1"]);
+        let Some(Command::Token(args)) = &c.command else { panic!("{c:?}") };
+        assert!(c.token(args).unwrap_err().to_string().contains("no playback secret"));
+        assert!(Config::try_parse_from(["playlists", "token"]).is_err());
+        assert!(Config::try_parse_from(["playlists", "token", "--stream", "a", "--group", "b"]).is_err());
+        assert!(Config::try_parse_from(["playlists", "token", "--stream", "a", "--ttl", "1w"]).is_err());
+        assert_eq!(Config::parse_from(["playlists"]).command, None, "no subcommand: serve");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - [`publisher`]: `Publishers` and `Publisher`, the publishing core every ingest source (HTTP, RTMP, this API,
 //!   the demo) hands its inits and fragments to; re-fragmenting to the part target happens there.
 //! - [`auth`]: `IngestAuth`, who may publish (tokens, per-stream keys, loopback).
+//! - [`access`]: `PlaybackAuth`, who may play: signed, expiring playback tokens (off unless a secret is set).
 //! - [`stream`]: `StreamActor`, the one writer of a live stream (rollover, publish, idle and end).
 //! - [`registry`]: `Registry`, which routes stream ids to actors, creates, ends and removes streams, and re-creates
 //!   an actor that died without losing what it published.
@@ -30,6 +31,7 @@
 //! # }
 //! ```
 
+pub mod access;
 pub mod auth;
 pub mod config;
 pub mod demo;
@@ -83,6 +85,8 @@ pub struct EngineConfig {
     /// An ingest connection (an HTTP upload, an RTMP publish) that sends nothing for this long is cut off (HTTP:
     /// 408), so that a stalled or hostile encoder does not hold its connection and its stream forever.
     pub ingest_timeout: Duration,
+    /// Who may play: with a secret, everything under `/live/` needs a playback token ([`access`]).
+    pub playback: access::PlaybackAuth,
 }
 
 impl Default for EngineConfig {
@@ -97,6 +101,7 @@ impl Default for EngineConfig {
             // Longer than any fragment an encoder sends (one per 10 s GOP at most): ffmpeg writes a fragment's
             // bytes only once it is complete.
             ingest_timeout: Duration::from_secs(30),
+            playback: access::PlaybackAuth::default(),
         }
     }
 }
@@ -140,6 +145,7 @@ impl Engine {
             page,
             cache,
             actors_on_ingest_workers: config.actors_on_ingest_workers,
+            playback: config.playback,
         });
         spawn_sampler(Arc::downgrade(&state.clone().into_inner()));
         Ok(Self { state, api: Arc::default() })

@@ -1,10 +1,11 @@
-//! The `playlists` binary: `cargo run --release` serves 127.0.0.1:8080 with the demo stream `demo`.
+//! The `playlists` binary: `cargo run --release` serves 127.0.0.1:8080 with the demo stream `demo`;
+//! `playlists token --stream NAME --ttl 1h` prints a playback token.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use playlists_actors::config::Config;
+use playlists_actors::config::{Command, Config};
 use playlists_actors::tls::Certificates;
 use playlists_actors::TlsListener;
 use tracing_subscriber::EnvFilter;
@@ -17,6 +18,10 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let config = Config::parse().load()?;
+    if let Some(Command::Token(args)) = &config.command {
+        println!("{}", config.token(args)?);
+        return Ok(());
+    }
     let serve = config.serve_config()?;
     let bind = config.bind();
     let listener = std::net::TcpListener::bind(bind).with_context(|| format!("binding {bind}"))?;

@@ -22,6 +22,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, 
 use playlists::Playlists;
 
 use super::AppState;
+use crate::access::Denied;
 
 /// Per-stream counters of what was ingested.
 const INGESTED_PARTS: &str = "playlists_parts_ingested_total";
@@ -104,6 +105,8 @@ pub struct Metrics {
     release: Histogram,
     ws_sessions: AtomicU64,
     ws_lagged: AtomicU64,
+    /// Playback requests refused for their token: `[0]` none given, then by [`Denied::ALL`].
+    playback_refused: [AtomicU64; 1 + Denied::ALL.len()],
 }
 
 static METADATA: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
@@ -132,6 +135,7 @@ impl Metrics {
             release,
             ws_sessions: AtomicU64::new(0),
             ws_lagged: AtomicU64::new(0),
+            playback_refused: Default::default(),
         }
     }
 
@@ -160,6 +164,12 @@ impl Metrics {
     /// A WebSocket session fell behind the events and was sent a fresh snapshot.
     pub fn ws_lagged(&self) {
         self.ws_lagged.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A playback request was refused: no token (`None`, 401) or one that opens nothing here (403).
+    pub fn playback_refused(&self, why: Option<Denied>) {
+        let i = why.map_or(0, |d| 1 + Denied::ALL.iter().position(|x| *x == d).unwrap_or(0));
+        self.playback_refused[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Drains the histogram's buffered samples into its buckets. Without an exporter task nothing else does, and
@@ -206,6 +216,13 @@ impl Metrics {
         self.gauge("playlists_held_requests", Vec::new(), held as f64);
         self.gauge("playlists_ws_sessions", Vec::new(), self.ws_sessions.load(Ordering::Relaxed) as f64);
         self.counter("playlists_ws_lagged_total", Vec::new(), self.ws_lagged.load(Ordering::Relaxed));
+        let reasons = std::iter::once("missing").chain(Denied::ALL.iter().map(|d| d.label()));
+        for (reason, n) in reasons.zip(&self.playback_refused) {
+            let n = n.load(Ordering::Relaxed);
+            if n > 0 {
+                self.counter("playlists_playback_refused_total", vec![Label::new("reason", reason)], n);
+            }
+        }
         for route in Route::ALL {
             let r = route as usize;
             for s in 0..STATUSES {
@@ -274,5 +291,12 @@ mod tests {
         assert!(text.contains("playlists_requests_total{route=\"part\",status=\"200\"} 2"), "{text}");
         assert!(text.contains("playlists_requests_total{route=\"playlist\",status=\"503\"} 1"), "{text}");
         assert!(text.contains("playlists_bytes_served_total{route=\"part\"} 15"), "{text}");
+        assert!(!text.contains("playlists_playback_refused_total"), "{text}");
+        m.playback_refused(None);
+        m.playback_refused(Some(Denied::Expired));
+        m.playback_refused(Some(Denied::Expired));
+        let text = m.render(&playlists);
+        assert!(text.contains("playlists_playback_refused_total{reason=\"missing\"} 1"), "{text}");
+        assert!(text.contains("playlists_playback_refused_total{reason=\"expired\"} 2"), "{text}");
     }
 }

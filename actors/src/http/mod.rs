@@ -1,6 +1,7 @@
 //! The HTTP front end: ingest, playback, status. Every error becomes a status code in one place,
 //! [`ApiError`]'s `ResponseError` impl, with a one-line JSON reason.
 
+pub mod access;
 pub mod api;
 pub mod ingest;
 pub mod metrics;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub page: page::Page,
     /// Start stream actors on the worker of the ingest that creates them ([`crate::EngineConfig`]).
     pub actors_on_ingest_workers: bool,
+    /// Playback tokens ([`access`]); off when no secret is configured.
+    pub playback: crate::access::PlaybackAuth,
 }
 
 /// Every way a request can fail, and its HTTP status.
@@ -74,6 +77,12 @@ pub enum ApiError {
     /// The server is shutting down or an internal part failed.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// Playback needs a token and the request carried none.
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    /// The playback token opens nothing here.
+    #[error("forbidden: {}", .0.reason())]
+    PlaybackDenied(crate::access::Denied),
 }
 
 impl From<PublishError> for ApiError {
@@ -104,7 +113,8 @@ impl ResponseError for ApiError {
                 E::NotFmp4(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 E::InvalidOptions(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::PlaybackDenied(_) => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Superseded => StatusCode::CONFLICT,
             ApiError::Busy | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -127,6 +137,14 @@ impl ResponseError for ApiError {
             }
             ApiError::MethodNotAllowed(allow) => {
                 resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            // RFC 6750 section 3.
+            ApiError::Unauthorized(_) => {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::PlaybackDenied(_) => {
+                let value = HeaderValue::from_static("Bearer error=\"invalid_token\"");
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, value);
             }
             _ => {}
         }
@@ -169,8 +187,8 @@ fn allowed(path: &str) -> Option<&'static str> {
     }
 }
 
-/// Everything under `/live`: `GET`/`HEAD` of a resource go to playback, `OPTIONS` is a preflight, other methods
-/// 405.
+/// Everything under `/live`: `GET`/`HEAD` of a resource go to playback (through the token check of [`access`] when
+/// playback secrets are configured), `OPTIONS` is a preflight (never needing a token), other methods 405.
 ///
 /// A scope with a static prefix instead of a `/live/{path:.+}` route: actix matches a dynamic pattern with a
 /// regex on every request, which was the largest cost in user space of serving a part or a playlist.
@@ -187,11 +205,17 @@ async fn live(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
     if !(method == Method::GET || method == Method::HEAD) {
         return Err(ApiError::MethodNotAllowed("GET, HEAD, OPTIONS"));
     }
-    if tail.contains('%') {
-        let decoded = percent_decode(tail);
-        return playback::serve(&req, &decoded, &state).await;
+    let decoded;
+    let path = if tail.contains('%') {
+        decoded = percent_decode(tail);
+        decoded.as_str()
+    } else {
+        tail
+    };
+    if state.playback.is_on() {
+        return access::serve(&req, path, &state).await;
     }
-    playback::serve(&req, tail, &state).await
+    playback::serve(&req, path, &state).await
 }
 
 /// `%XX` sequences decoded (invalid UTF-8 replaced), as the path extractor does.
