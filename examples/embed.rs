@@ -39,6 +39,8 @@ async fn main() -> std::io::Result<()> {
             .route("/hello", web::get().to(|| async { "hello from the host application\n" }))
             .configure(routes.clone())
     })
+    // Counts connections against the engine's limits (per address, in all) and closes those over them.
+    .on_connect(engine.on_connect())
     .bind(&bind)?
     .run()
     .await

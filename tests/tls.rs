@@ -79,12 +79,16 @@ struct Server {
 
 impl Server {
     async fn start(dir: &Dir) -> Self {
+        Self::start_with(dir, EngineConfig::default()).await
+    }
+
+    async fn start_with(dir: &Dir, engine: EngineConfig) -> Self {
         let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let tls = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let (http_addr, https) = (http.local_addr().unwrap(), tls.local_addr().unwrap());
         let certificates = Arc::new(Certificates::load(dir.cert(), dir.key()).unwrap());
         let config = ServeConfig {
-            engine: EngineConfig::default(),
+            engine,
             demo: false,
             shutdown_timeout: Duration::from_secs(2),
             workers: 1,
@@ -336,4 +340,35 @@ fn certificates_that_cannot_be_used_are_errors() {
     assert!(e.contains("no CERTIFICATE"), "{e}");
     dir.write(&pem.cert, &pem.key);
     assert!(Certificates::load(dir.cert(), dir.key()).is_ok());
+}
+
+/// The per-address connection limit holds on the TLS listener too: a connection over it is closed right after its
+/// handshake, before it can send a request, and the next one once a slot is free is served.
+#[actix_rt::test]
+async fn tls_connections_over_the_per_address_limit_are_closed() {
+    let dir = Dir::new("limits");
+    let pem = certificate("limits");
+    dir.write(&pem.cert, &pem.key);
+    let root = pem.der.clone();
+    let limits = playlists_actors::http::limits::Limits { max_connections_per_addr: 2, ..Default::default() };
+    let server = Server::start_with(&dir, EngineConfig { limits, ..EngineConfig::default() }).await;
+    let first = connect(server.https, &[&root], &[b"http/1.1"]).await;
+    let _second = connect(server.https, &[&root], &[b"http/1.1"]).await;
+    let mut third = connect(server.https, &[&root], &[b"http/1.1"]).await;
+    let _ = third.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(WAIT, third.read_to_end(&mut out)).await.expect("closed in time");
+    assert!(read.is_err() || out.is_empty(), "no answer on a refused connection: {}", String::from_utf8_lossy(&out));
+    drop(first);
+    // The slot is given back once the server sees the first one close.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let answer = http1_get(connect(server.https, &[&root], &[b"http/1.1"]).await, "/healthz").await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no connection served after one closed: {answer}");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stop().await;
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::access::{self, PlaybackAuth, Scope};
 use crate::auth::{IngestAuth, IngestKey, KeysFile};
+use crate::http::limits::Limits;
 use crate::stream::Lifetimes;
 use crate::{EngineConfig, ServeConfig};
 
@@ -145,6 +146,33 @@ pub struct Config {
     /// A file of more playback secrets, one a line (`#` starts a comment), after those of --playback-secret.
     #[arg(long, env = "PLAYLISTS_PLAYBACK_SECRET_FILE", global = true)]
     pub playback_secret_file: Option<PathBuf>,
+    /// HTTP connections open at once, on every listener together; over it, a connection is refused (503) and
+    /// closed [default: 16384, lowered to what the open-file limit allows]. 0: no limit.
+    #[arg(long, env = "PLAYLISTS_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// HTTP connections open at once from one client address (an IPv6 /64) [default: 256]. 0: no limit.
+    #[arg(long, env = "PLAYLISTS_MAX_CONNECTIONS_PER_ADDR")]
+    pub max_connections_per_addr: Option<usize>,
+    /// Requests held at once (blocking playlist reloads, parts not yet published) from one client address; over
+    /// it, 429 [default: 128]. 0: no limit.
+    #[arg(long, env = "PLAYLISTS_MAX_HELD_PER_ADDR")]
+    pub max_held_per_addr: Option<usize>,
+    /// /ws sessions open at once from one client address; over it, 429 [default: 8]. 0: no limit.
+    #[arg(long, env = "PLAYLISTS_MAX_WS_PER_ADDR")]
+    pub max_ws_per_addr: Option<usize>,
+    /// Longest request target (path and query) in bytes; longer: 414 [default: 4096].
+    #[arg(long, env = "PLAYLISTS_MAX_URI_BYTES")]
+    pub max_uri_bytes: Option<usize>,
+    /// Longest query string in bytes; longer: 414 [default: 2048].
+    #[arg(long, env = "PLAYLISTS_MAX_QUERY_BYTES")]
+    pub max_query_bytes: Option<usize>,
+    /// Largest request headers in bytes (names, values, 4 a line); larger: 431 [default: 16384].
+    #[arg(long, env = "PLAYLISTS_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Client addresses not limited per address, comma-separated: an edge cache or load balancer in front, whose
+    /// address every viewer behind it shares.
+    #[arg(long = "limit-exempt", env = "PLAYLISTS_LIMIT_EXEMPT", value_delimiter = ',')]
+    pub limit_exempt: Vec<std::net::IpAddr>,
     /// What to do; without a subcommand the server runs.
     #[command(subcommand)]
     #[serde(skip)]
@@ -218,6 +246,14 @@ impl Config {
                 self.playback_secrets
             },
             playback_secret_file: self.playback_secret_file.or(base.playback_secret_file),
+            max_connections: self.max_connections.or(base.max_connections),
+            max_connections_per_addr: self.max_connections_per_addr.or(base.max_connections_per_addr),
+            max_held_per_addr: self.max_held_per_addr.or(base.max_held_per_addr),
+            max_ws_per_addr: self.max_ws_per_addr.or(base.max_ws_per_addr),
+            max_uri_bytes: self.max_uri_bytes.or(base.max_uri_bytes),
+            max_query_bytes: self.max_query_bytes.or(base.max_query_bytes),
+            max_header_bytes: self.max_header_bytes.or(base.max_header_bytes),
+            limit_exempt: if self.limit_exempt.is_empty() { base.limit_exempt } else { self.limit_exempt },
             command: self.command,
         }
     }
@@ -273,6 +309,20 @@ impl Config {
         })
     }
 
+    /// The limits: those given, `d`'s elsewhere.
+    fn limits(&self, d: &Limits) -> Limits {
+        Limits {
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_addr: self.max_connections_per_addr.unwrap_or(d.max_connections_per_addr),
+            max_held_per_addr: self.max_held_per_addr.unwrap_or(d.max_held_per_addr),
+            max_ws_per_addr: self.max_ws_per_addr.unwrap_or(d.max_ws_per_addr),
+            max_uri_bytes: self.max_uri_bytes.unwrap_or(d.max_uri_bytes),
+            max_query_bytes: self.max_query_bytes.unwrap_or(d.max_query_bytes),
+            max_header_bytes: self.max_header_bytes.unwrap_or(d.max_header_bytes),
+            exempt: if self.limit_exempt.is_empty() { d.exempt.clone() } else { self.limit_exempt.clone() },
+        }
+    }
+
     /// The server settings, validated.
     pub fn serve_config(&self) -> Result<ServeConfig, ConfigError> {
         let d = playlists::Options::default();
@@ -322,6 +372,7 @@ impl Config {
                     .ingest_timeout_secs
                     .map_or(engine.ingest_timeout, |s| Duration::from_secs(s.max(1))),
                 playback: self.playback()?,
+                limits: self.limits(&engine.limits),
                 ..engine
             },
             demo: !self.no_demo,
@@ -393,6 +444,26 @@ mod tests {
         let file: Config = toml::from_str("no_rtmp = true\ningest_keys = [\"a=b\"]\n").unwrap();
         assert_eq!(file.rtmp_bind(), None);
         assert_eq!(file.serve_config().unwrap().engine.auth.keys.len(), 1);
+    }
+
+    #[test]
+    fn limits_from_flags_and_the_file() {
+        assert_eq!(Config::default().serve_config().unwrap().engine.limits, Limits::default());
+        let c = Config::parse_from([
+            "playlists",
+            "--max-connections-per-addr",
+            "10",
+            "--max-held-per-addr",
+            "0",
+            "--limit-exempt",
+            "10.0.0.1,::1",
+        ]);
+        let file: Config = toml::from_str("max_ws_per_addr = 2\nmax_connections_per_addr = 99\n").unwrap();
+        let l = c.over(file).serve_config().unwrap().engine.limits;
+        assert_eq!((l.max_connections_per_addr, l.max_held_per_addr, l.max_ws_per_addr), (10, 0, 2));
+        assert_eq!(l.exempt, vec!["10.0.0.1".parse::<std::net::IpAddr>().unwrap(), "::1".parse().unwrap()]);
+        assert_eq!(l.max_uri_bytes, Limits::default().max_uri_bytes);
+        assert!(Config::try_parse_from(["playlists", "--limit-exempt", "10.0.0.0/8"]).is_err(), "addresses only");
     }
 
     #[test]

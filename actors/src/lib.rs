@@ -27,7 +27,11 @@
 //! use actix_web::{App, HttpServer};
 //! let engine = playlists_actors::Engine::start(Default::default()).expect("valid options");
 //! let routes = engine.routes();
-//! HttpServer::new(move || App::new().configure(routes.clone())).bind("127.0.0.1:8080")?.run().await
+//! HttpServer::new(move || App::new().configure(routes.clone()))
+//!     .on_connect(engine.on_connect())
+//!     .bind("127.0.0.1:8080")?
+//!     .run()
+//!     .await
 //! # }
 //! ```
 
@@ -35,6 +39,7 @@ pub mod access;
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod fd_limit;
 pub mod http;
 pub mod ingest;
 pub mod pinning;
@@ -87,6 +92,8 @@ pub struct EngineConfig {
     pub ingest_timeout: Duration,
     /// Who may play: with a secret, everything under `/live/` needs a playback token ([`access`]).
     pub playback: access::PlaybackAuth,
+    /// Connections, held requests and `/ws` sessions per client, and request sizes ([`http::limits`]).
+    pub limits: http::limits::Limits,
 }
 
 impl Default for EngineConfig {
@@ -102,6 +109,7 @@ impl Default for EngineConfig {
             // bytes only once it is complete.
             ingest_timeout: Duration::from_secs(30),
             playback: access::PlaybackAuth::default(),
+            limits: http::limits::Limits::default(),
         }
     }
 }
@@ -136,6 +144,7 @@ impl Engine {
             config.actors_on_ingest_workers,
             config.ingest_timeout,
         );
+        let clients = Arc::new(http::limits::Clients::new(config.limits, Arc::clone(&metrics)));
         let state = web::Data::new(AppState {
             playlists,
             registry,
@@ -146,6 +155,7 @@ impl Engine {
             cache,
             actors_on_ingest_workers: config.actors_on_ingest_workers,
             playback: config.playback,
+            clients,
         });
         spawn_sampler(Arc::downgrade(&state.clone().into_inner()));
         Ok(Self { state, api: Arc::default() })
@@ -154,6 +164,19 @@ impl Engine {
     /// The Prometheus text of `/metrics`.
     pub fn render_metrics(&self) -> String {
         self.state.metrics.render(&self.state.playlists)
+    }
+
+    /// The hook that counts connections against [`EngineConfig::limits`] and closes one over them:
+    /// `HttpServer::new(..).on_connect(engine.on_connect())`, as [`serve`] does. Without it, the limits on
+    /// connections do not apply (the others do).
+    pub fn on_connect(&self) -> impl Fn(&dyn std::any::Any, &mut actix_web::dev::Extensions) + Send + Sync + 'static {
+        let clients = Arc::clone(&self.state.clients);
+        move |io, ext| clients.on_connect(io, ext)
+    }
+
+    /// What each client address holds now, against the limits.
+    pub fn clients(&self) -> &Arc<http::limits::Clients> {
+        &self.state.clients
     }
 
     /// The routes, for `App::new().configure(engine.routes())`.
@@ -358,7 +381,10 @@ pub async fn serve(
         .transpose()
         .map_err(|e| std::io::Error::new(e.kind(), format!("--pin-workers: {e}")))?;
     let colocate = config.pin_workers || config.engine.actors_on_ingest_workers;
-    let engine_config = EngineConfig { actors_on_ingest_workers: colocate, ..config.engine };
+    let mut limits = config.engine.limits.clone();
+    limits.max_connections = fd_limit::fit(limits.max_connections);
+    let max_connections = limits.max_connections;
+    let engine_config = EngineConfig { actors_on_ingest_workers: colocate, limits, ..config.engine };
     let engine = Engine::start(engine_config).map_err(std::io::Error::other)?;
     if config.demo {
         demo::spawn(engine.clone(), demo::DEMO_STREAM);
@@ -374,12 +400,18 @@ pub async fn serve(
         }
         App::new().configure(routes.clone())
     })
+    .on_connect(engine.on_connect())
     .disable_signals()
     .shutdown_timeout(config.shutdown_timeout.as_secs().max(1))
     .h2_initial_window_size(H2_STREAM_WINDOW)
     .h2_initial_connection_window_size(H2_CONNECTION_WINDOW);
     if config.workers > 0 {
         server = server.workers(config.workers);
+    }
+    if max_connections > 0 {
+        // actix-server's own cap is per worker, and at it a worker stops accepting: connections would wait in the
+        // backlog instead of being refused. Ours refuses first; this one stays above it, whatever the spread.
+        server = server.max_connections(max_connections + 64);
     }
     server = server.listen_auto_h2c(listener)?;
     let mut watcher = None;

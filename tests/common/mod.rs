@@ -41,6 +41,7 @@ pub async fn start(config: EngineConfig) -> Server {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = HttpServer::new(move || App::new().configure(routes.clone()))
+        .on_connect(engine.on_connect())
         .workers(1)
         .disable_signals()
         .listen(listener)

@@ -12,7 +12,7 @@
 //! with it. The hold-release histogram is recorded when a held request is answered.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::http::StatusCode;
@@ -21,6 +21,7 @@ use metrics::{Histogram, Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use playlists::Playlists;
 
+use super::limits::Refusal;
 use super::AppState;
 use crate::access::Denied;
 
@@ -107,6 +108,10 @@ pub struct Metrics {
     ws_lagged: AtomicU64,
     /// Playback requests refused for their token: `[0]` none given, then by [`Denied::ALL`].
     playback_refused: [AtomicU64; 1 + Denied::ALL.len()],
+    /// HTTP connections open now (counted by [`super::limits::Clients`]).
+    connections: AtomicUsize,
+    /// Connections and requests refused by a limit, by [`Refusal::ALL`].
+    limit_refused: [AtomicU64; Refusal::ALL.len()],
 }
 
 static METADATA: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
@@ -136,6 +141,8 @@ impl Metrics {
             ws_sessions: AtomicU64::new(0),
             ws_lagged: AtomicU64::new(0),
             playback_refused: Default::default(),
+            connections: AtomicUsize::new(0),
+            limit_refused: Default::default(),
         }
     }
 
@@ -170,6 +177,27 @@ impl Metrics {
     pub fn playback_refused(&self, why: Option<Denied>) {
         let i = why.map_or(0, |d| 1 + Denied::ALL.iter().position(|x| *x == d).unwrap_or(0));
         self.playback_refused[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection opened: the number open now, this one included.
+    pub fn connection_opened(&self) -> usize {
+        self.connections.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// A connection closed (or was refused after [`connection_opened`](Self::connection_opened)).
+    pub fn connection_closed(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// HTTP connections open now.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// A connection or a request was refused by a limit.
+    pub fn limit_refused(&self, limit: Refusal) {
+        let i = Refusal::ALL.iter().position(|x| *x == limit).unwrap_or(0);
+        self.limit_refused[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Drains the histogram's buffered samples into its buckets. Without an exporter task nothing else does, and
@@ -221,6 +249,13 @@ impl Metrics {
             let n = n.load(Ordering::Relaxed);
             if n > 0 {
                 self.counter("playlists_playback_refused_total", vec![Label::new("reason", reason)], n);
+            }
+        }
+        self.gauge("playlists_connections", Vec::new(), self.connections() as f64);
+        for (limit, n) in Refusal::ALL.iter().zip(&self.limit_refused) {
+            let n = n.load(Ordering::Relaxed);
+            if n > 0 {
+                self.counter("playlists_limit_refused_total", vec![Label::new("limit", limit.label())], n);
             }
         }
         for route in Route::ALL {

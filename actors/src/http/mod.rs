@@ -4,6 +4,7 @@
 pub mod access;
 pub mod api;
 pub mod ingest;
+pub mod limits;
 pub mod metrics;
 pub mod page;
 pub mod playback;
@@ -18,6 +19,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse, ResponseError};
+use futures_util::future::Either;
 use playlists::Playlists;
 
 use crate::publisher::{PublishError, Publishers};
@@ -43,6 +45,8 @@ pub struct AppState {
     pub page: page::Page,
     /// Start stream actors on the worker of the ingest that creates them ([`crate::EngineConfig`]).
     pub actors_on_ingest_workers: bool,
+    /// What each client holds, against the [`limits::Limits`].
+    pub clients: Arc<limits::Clients>,
     /// Playback tokens ([`access`]); off when no secret is configured.
     pub playback: crate::access::PlaybackAuth,
 }
@@ -83,6 +87,9 @@ pub enum ApiError {
     /// The playback token opens nothing here.
     #[error("forbidden: {}", .0.reason())]
     PlaybackDenied(crate::access::Denied),
+    /// Over one of the [`limits::Limits`].
+    #[error("{}", .0.reason())]
+    Limit(limits::Refusal),
 }
 
 impl From<PublishError> for ApiError {
@@ -121,6 +128,15 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Limit(r) => {
+                use limits::Refusal as R;
+                match r {
+                    R::Connections | R::ConnectionsPerAddr => StatusCode::SERVICE_UNAVAILABLE,
+                    R::HeldPerAddr | R::WsPerAddr => StatusCode::TOO_MANY_REQUESTS,
+                    R::Uri | R::Query => StatusCode::URI_TOO_LONG,
+                    R::Headers => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                }
+            }
         }
     }
 
@@ -132,7 +148,7 @@ impl ResponseError for ApiError {
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .body(body);
         match self {
-            ApiError::Busy => {
+            ApiError::Busy | ApiError::Limit(limits::Refusal::HeldPerAddr | limits::Refusal::WsPerAddr) => {
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::MethodNotAllowed(allow) => {
@@ -286,10 +302,23 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .add((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
         .add((header::ACCESS_CONTROL_EXPOSE_HEADERS, "Age, Content-Length, Content-Range, ETag"));
     let counted = Arc::clone(&state.metrics);
+    let clients = Arc::clone(&state.clients);
     // Static prefixes first (no regex on the read path); `OPTIONS` falls through every method guard to a
     // preflight.
     cfg.app_data(state).service(
         web::scope("")
+            // The size limits, before any routing (inside the CORS headers, so that a browser can read the
+            // refusal). A refused request's body is kept unread, so its connection is closed after the answer.
+            .wrap_fn(move |mut req, srv| match clients.check_request(req.uri(), req.headers()) {
+                Ok(()) => Either::Left(srv.call(req)),
+                Err(refusal) => {
+                    let unread = req.take_payload();
+                    let resp = req
+                        .error_response(ApiError::Limit(refusal))
+                        .map_body(|_, body| KeepUnread::new(body, unread).boxed());
+                    Either::Right(std::future::ready(Ok(resp)))
+                }
+            })
             .wrap(cors)
             // Counts every answer by route and status (the error responses too: they are built by then).
             .wrap_fn(move |req, srv| {

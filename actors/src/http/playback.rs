@@ -4,7 +4,9 @@
 //! answered with the `Bytes` rendered once when the part was published (already gzipped if the player accepts
 //! it); the hinted next part is held the same way.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 
 use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderValue};
@@ -111,7 +113,7 @@ async fn media_resource(
             Ok((resp, len))
         }
         Resource::Part(position) => {
-            let answer = stream.part_answer(position, stream.blocking_timeout()).await?;
+            let answer = held(req, state, stream.part_answer(position, stream.blocking_timeout())).await??;
             if let Some(after) = answer.released_after {
                 state.metrics.observe_release(after.as_secs_f64());
             }
@@ -135,6 +137,17 @@ async fn media_resource(
     }
 }
 
+/// Waits for `answer`, counting the request against its address's held requests while it waits (one answered at
+/// once is not held, and not counted): over the limit, it is refused with 429 instead.
+async fn held<T>(req: &HttpRequest, state: &AppState, answer: impl Future<Output = T>) -> Result<T, ApiError> {
+    let mut answer = std::pin::pin!(answer);
+    if let Poll::Ready(now) = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await {
+        return Ok(now);
+    }
+    let _slot = state.clients.hold(req.peer_addr().map(|a| a.ip())).map_err(ApiError::Limit)?;
+    Ok(answer.await)
+}
+
 /// An init's ETag: its name's bits, which follow from its bytes, so the same for every URL and stream serving them.
 fn init_etag(name: InitName) -> String {
     format!("\"i{:016x}\"", name.bits())
@@ -154,7 +167,7 @@ async fn playlist(req: &HttpRequest, stream: &Arc<Stream>, state: &AppState) -> 
     if gzip {
         resp.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
     }
-    let answer = match stream.playlist_answer(&request, stream.blocking_timeout()).await {
+    let answer = match held(req, state, stream.playlist_answer(&request, stream.blocking_timeout())).await? {
         Ok(a) => a,
         Err(Error::Timeout(_)) => {
             return Err(ApiError::Unavailable("the requested part did not arrive in time".into()));

@@ -253,9 +253,14 @@ pub async fn connect(
         Box::pin(Guarded { inner: body.into_inner(), frames: FrameGuard::default() });
     let mut guarded = actix_web::dev::Payload::from(guarded);
     let body = <web::Payload as actix_web::FromRequest>::from_request(&req, &mut guarded).await?;
+    let slot = state.clients.ws(req.peer_addr().map(|a| a.ip())).map_err(super::ApiError::Limit)?;
     let (response, session, messages) = actix_ws::handle(&req, body)?;
     let messages = messages.max_frame_size(MAX_MESSAGE).aggregate_continuations().max_continuation_size(MAX_MESSAGE);
-    rt::spawn(run(state.into_inner(), session, messages));
+    rt::spawn(async move {
+        run(state.into_inner(), session, messages).await;
+        // The address's session is given back when the session ends.
+        drop(slot);
+    });
     Ok(response)
 }
 
