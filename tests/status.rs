@@ -89,6 +89,8 @@ async fn snapshot_on_connect_then_events_in_order() {
     assert_eq!(cam["parts"], 3);
     assert_eq!((cam["msn"].as_u64(), cam["part"].as_u64()), (Some(0), Some(2)));
     assert!(cam["codecs"].as_str().unwrap().contains("avc1"), "{cam}");
+    let init = playlists::InitName::of(&media.init).to_string();
+    assert_eq!(cam["init"].as_str(), Some(init.as_str()), "the init's name, as EXT-X-MAP gives it");
     assert!(cam.get("held_requests").is_some() && cam.get("playlist_requests").is_some(), "{cam}");
 
     // A new stream: stream_started, then its parts in order with the segments they close.

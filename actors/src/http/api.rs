@@ -20,6 +20,8 @@ pub struct StreamStatus {
     pub codecs: Option<String>,
     /// `WIDTHxHEIGHT` of the video track.
     pub resolution: Option<String>,
+    /// The name of the newest init segment (`init-{hash}.mp4`, as `EXT-X-MAP` names it), once there is one.
+    pub init: Option<String>,
     /// `EXT-X-TARGETDURATION`, seconds.
     pub target_duration: u32,
     /// `PART-TARGET`, seconds, once known.
@@ -66,6 +68,7 @@ impl StreamStatus {
             state: if info.edge.ended { "ended" } else { "live" },
             codecs: info.codecs,
             resolution: info.resolution.map(|(w, h)| format!("{w}x{h}")),
+            init: info.init.map(|n| n.to_string()),
             target_duration: info.target_duration,
             part_target: info.part_target.map(|d| d.as_secs_f64()),
             msn: info.edge.last_part.map(|p| p.msn),
