@@ -345,15 +345,27 @@ pub async fn serve(
     listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()> + 'static,
 ) -> std::io::Result<()> {
+    let colocate = config.pin_workers || config.engine.actors_on_ingest_workers;
+    let engine_config = EngineConfig { actors_on_ingest_workers: colocate, ..config.engine.clone() };
+    let engine = Engine::start(engine_config).map_err(std::io::Error::other)?;
+    serve_engine(engine, config, listeners, shutdown).await
+}
+
+/// [`serve`] on an engine the caller has started (inside the current actix system) and may have published to,
+/// as the benchmarks do; `config.engine` is not used. With `config.pin_workers`, start the engine with
+/// [`EngineConfig::actors_on_ingest_workers`] set, as [`serve`] does.
+pub async fn serve_engine(
+    engine: Engine,
+    config: ServeConfig,
+    listeners: impl Into<Listeners>,
+    shutdown: impl Future<Output = ()> + 'static,
+) -> std::io::Result<()> {
     let Listeners { http: listener, tls, rtmp } = listeners.into();
     let pinning = config
         .pin_workers
         .then(pinning::Pinning::new)
         .transpose()
         .map_err(|e| std::io::Error::new(e.kind(), format!("--pin-workers: {e}")))?;
-    let colocate = config.pin_workers || config.engine.actors_on_ingest_workers;
-    let engine_config = EngineConfig { actors_on_ingest_workers: colocate, ..config.engine };
-    let engine = Engine::start(engine_config).map_err(std::io::Error::other)?;
     if config.demo {
         demo::spawn(engine.clone(), demo::DEMO_STREAM);
     }
