@@ -11,6 +11,17 @@
 # alternating which goes first, ROUNDS times, and records requests/s, transfer/s, the client's CPU (user+sys of
 # wrk, /usr/bin/time) and the server's CPU (utime+stime from /proc over the run).
 #
+# PROTO chooses the protocol: `h1` (the default: plain HTTP/1.1, the table between <!-- http:start --> and
+# <!-- http:end -->), `h2` (HTTP/2 over TLS, loaded by h2load; table between <!-- https-h2:start/end -->) or `h1tls`
+# (HTTP/1.1 over TLS, loaded by wrk; table between <!-- https-h1:start/end -->). In both TLS modes the script makes
+# one self-signed ECDSA P-256 certificate with openssl and BOTH servers serve it: ours through the crate's `serve()`
+# (bench_origin's TLS listener on PORT_OURS_TLS, default 18092; its plain listener still gives curl the bytes) and
+# nginx with `listen ... ssl http2` (TLSv1.3 and TLSv1.2, a shared session cache, the same 2 workers). Both servers
+# offer h2 and http/1.1 by ALPN in both modes; the client picks. h2 load: `h2load -tTHREADS -cCONNS -mSTREAMS
+# -DDURATION` (STREAMS default 10: concurrent streams per connection; a player keeps at most a few requests in
+# flight per connection, a blocking playlist request, a part or two, so 100 connections x 10 streams is many
+# players' worth, and keeps the client busy enough to load the server on 2 shared cores).
+#
 # Settings (environment): WORKERS (our HTTP workers, default 2 = nginx's), ROUNDS (default 2), DURATION (default
 # 8s), CONNS (default 100), THREADS (default 2), PORT_OURS (default 18090), PORT_NGINX (default 18091),
 # UPDATE (default 1: write the table into BENCHMARKS.md between <!-- http:start --> and <!-- http:end -->).
@@ -28,6 +39,15 @@ THREADS=${THREADS:-2}
 PORT_OURS=${PORT_OURS:-18090}
 PORT_NGINX=${PORT_NGINX:-18091}
 UPDATE=${UPDATE:-1}
+PROTO=${PROTO:-h1}
+STREAMS=${STREAMS:-10}
+PORT_OURS_TLS=${PORT_OURS_TLS:-18092}
+case $PROTO in
+    h1) MARK=http CLIENT=wrk ;;
+    h2) MARK=https-h2 CLIENT=h2load ;;
+    h1tls) MARK=https-h1 CLIENT=wrk ;;
+    *) echo "PROTO must be h1, h2 or h1tls" >&2; exit 1 ;;
+esac
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
 need=()
@@ -35,6 +55,10 @@ command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v curl >/dev/null || need+=(curl)
 [ -x /usr/bin/time ] || need+=(time)
+if [ "$PROTO" != h1 ]; then
+    command -v openssl >/dev/null || need+=(openssl)
+    [ "$PROTO" = h2 ] && { command -v h2load >/dev/null || need+=(nghttp2-client); }
+fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]}" >&2
     apt-get install -y "${need[@]}" >/dev/null || { apt-get update >/dev/null && apt-get install -y "${need[@]}" >/dev/null; }
@@ -51,15 +75,25 @@ chmod 755 "$WORK" # nginx workers run as an unprivileged user
 ORIGIN_PID=""
 NGINX_PID=""
 cleanup() {
-    [ -n "$ORIGIN_PID" ] && kill "$ORIGIN_PID" 2>/dev/null && wait "$ORIGIN_PID" 2>/dev/null
-    [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
+    # `|| true`: a server killed by the signal exits non-zero, which must not end the trap (set -e) before the rest.
+    [ -n "$ORIGIN_PID" ] && kill "$ORIGIN_PID" 2>/dev/null && wait "$ORIGIN_PID" 2>/dev/null || true
+    [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# ----- one certificate for both servers (TLS modes) -----
+origin_args=("127.0.0.1:$PORT_OURS" "$WORKERS")
+if [ "$PROTO" != h1 ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+        -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+    chmod 644 "$WORK/key.pem" # read by nginx's master (root) and by us
+    origin_args+=("127.0.0.1:$PORT_OURS_TLS" "$WORK/cert.pem" "$WORK/key.pem")
+fi
+
 # ----- our origin -----
-"$ORIGIN_BIN" "127.0.0.1:$PORT_OURS" "$WORKERS" >"$WORK/origin.out" 2>"$WORK/origin.err" &
+"$ORIGIN_BIN" "${origin_args[@]}" >"$WORK/origin.out" 2>"$WORK/origin.err" &
 ORIGIN_PID=$!
 for _ in $(seq 100); do
     grep -q '^READY' "$WORK/origin.out" 2>/dev/null && break
@@ -85,6 +119,17 @@ SIZE64=$(stat -c %s "$WORK/www/part64k.mp4")
 SIZEPL=$(stat -c %s "$WORK/www/index.m3u8.gz")
 [ "$SIZE25" = 25000 ] && [ "$SIZE64" = 65536 ] || { echo "unexpected part sizes $SIZE25 $SIZE64" >&2; exit 1; }
 
+if [ "$PROTO" = h1 ]; then
+    NGINX_LISTEN="listen 127.0.0.1:$PORT_NGINX;"
+else
+    # nginx 1.22 (Debian 12): \`http2\` is a parameter of listen (the \`http2 on;\` directive came in 1.25.1).
+    NGINX_LISTEN="listen 127.0.0.1:$PORT_NGINX ssl http2;
+        ssl_certificate $WORK/cert.pem;
+        ssl_certificate_key $WORK/key.pem;
+        ssl_protocols TLSv1.3 TLSv1.2;
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_timeout 1h;"
+fi
 cat >"$WORK/nginx.conf" <<EOF
 daemon off;
 master_process on;
@@ -107,7 +152,7 @@ http {
     types { video/mp4 mp4; }
     default_type application/octet-stream;
     server {
-        listen 127.0.0.1:$PORT_NGINX;
+        $NGINX_LISTEN
         root $WORK/www;
         location = /index.m3u8.gz {
             types { }
@@ -120,11 +165,29 @@ http {
 EOF
 "$NGINX" -p "$WORK" -c "$WORK/nginx.conf" 2>"$WORK/nginx.start.err" &
 NGINX_PID=$!
-NG=http://127.0.0.1:$PORT_NGINX
-for _ in $(seq 50); do curl -sf -o /dev/null "$NG/part25k.mp4" && break; sleep 0.1; done
-cmp -s <(curl -sf "$NG/part64k.mp4") "$WORK/www/part64k.mp4" || { echo "nginx does not serve the files" >&2; cat "$WORK/nginx.start.err" "$WORK/nginx.err" >&2; exit 1; }
-curl -sf -H 'Accept-Encoding: gzip' -D - -o /dev/null "$NG/index.m3u8.gz" | grep -qi '^content-encoding: gzip' \
+if [ "$PROTO" = h1 ]; then
+    NG=http://127.0.0.1:$PORT_NGINX
+    CURL=(curl -sf)
+else
+    NG=https://127.0.0.1:$PORT_NGINX
+    OURS=https://127.0.0.1:$PORT_OURS_TLS
+    CURL=(curl -sf --cacert "$WORK/cert.pem")
+    [ "$PROTO" = h2 ] && CURL+=(--http2) || CURL+=(--http1.1)
+fi
+for _ in $(seq 50); do "${CURL[@]}" -o /dev/null "$NG/part25k.mp4" && break; sleep 0.1; done
+for u in "$NG/part64k.mp4" "$OURS$PART64"; do
+    cmp -s <("${CURL[@]}" "$u") "$WORK/www/part64k.mp4" || { echo "$u: not the part's bytes" >&2; cat "$WORK/nginx.start.err" "$WORK/nginx.err" "$WORK/origin.err" >&2; exit 1; }
+done
+"${CURL[@]}" -H 'Accept-Encoding: gzip' -D - -o /dev/null "$NG/index.m3u8.gz" | grep -qi '^content-encoding: gzip' \
     || { echo "nginx does not serve the playlist gzipped" >&2; exit 1; }
+if [ "$PROTO" != h1 ]; then
+    # Both present the one certificate, and speak what the client asks for.
+    want=HTTP/2
+    [ "$PROTO" = h2 ] || want=HTTP/1.1
+    for u in "$NG/part25k.mp4" "$OURS$PART25"; do
+        "${CURL[@]}" -o /dev/null -w '%{http_version}\n' "$u" | grep -qx "${want#HTTP/}" || { echo "$u: not $want" >&2; exit 1; }
+    done
+fi
 
 # CPU ticks (utime+stime) of a process and its children's threads: $1 = pid of ours or nginx's master.
 ticks() {
@@ -144,30 +207,76 @@ run() {
     local args=(-t"$THREADS" -c"$CONNS" -d"$DURATION" --latency)
     [ -n "$header" ] && args+=(-H "$header")
     local before after out
-    before=$(ticks "$pid")
-    out=$(/usr/bin/time -f 'CPU %U %S %e' wrk "${args[@]}" "$url" 2>&1)
-    after=$(ticks "$pid")
-    if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
-        echo "$out" >&2
-        echo "errors while benchmarking $server $name" >&2
-        exit 1
-    fi
     local rps tps cpu
-    rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
-    tps=$(awk '/^Transfer\/sec:/ { print $2 }' <<<"$out")
+    before=$(ticks "$pid")
+    if [ "$PROTO" = h2 ]; then
+        args=(-t"$THREADS" -c"$CONNS" -m"$STREAMS" -D"${DURATION%s}")
+        [ -n "$header" ] && args+=(-H "$header")
+        out=$(/usr/bin/time -f 'CPU %U %S %e' h2load "${args[@]}" "$url" 2>&1)
+        after=$(ticks "$pid")
+        # "requests: N total, N started, N done, N succeeded, 0 failed, 0 errored, 0 timeout"; "status codes: N 2xx, ..."
+        if ! awk '/^requests:/ { ok = ($10 == 0 && $12 == 0 && $14 == 0) } /^status codes:/ { s = ($5 + $7 + $9 == 0) }
+                END { exit !(ok && s) }' <<<"$out" || ! grep -q '^Application protocol: h2' <<<"$out"; then
+            echo "$out" >&2
+            echo "errors while benchmarking $server $name" >&2
+            exit 1
+        fi
+        # "finished in 8.00s, 61234.50 req/s, 1.43GB/s"
+        rps=$(awk '/^finished in/ { print $4 }' <<<"$out")
+        tps=$(awk '/^finished in/ { sub(/\/s$/, "", $6); print $6 }' <<<"$out")
+        [ -f "$WORK/tls.$server" ] || grep -E '^(TLS Protocol|Cipher|Server Temp Key|Application protocol):' <<<"$out" >"$WORK/tls.$server"
+    else
+        out=$(/usr/bin/time -f 'CPU %U %S %e' wrk "${args[@]}" "$url" 2>&1)
+        after=$(ticks "$pid")
+        if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
+            echo "$out" >&2
+            echo "errors while benchmarking $server $name" >&2
+            exit 1
+        fi
+        rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+        tps=$(awk '/^Transfer\/sec:/ { print $2 }' <<<"$out")
+    fi
     cpu=$(awk '/^CPU / { printf "%.0f", 100 * ($2 + $3) / $4 }' <<<"$out")
     local wall
     wall=$(awk '/^CPU / { print $4 }' <<<"$out")
     local scpu
     scpu=$(awk -v d=$((after - before)) -v hz="$HZ" -v w="$wall" 'BEGIN { printf "%.0f", 100 * d / hz / w }')
     echo "$name $server $rps $tps $cpu $scpu" >>"$WORK/results"
-    printf '%-14s %-6s %12s req/s %10s/s  wrk CPU %4s%%  server CPU %4s%%\n' "$name" "$server" "$rps" "$tps" "$cpu" "$scpu" >&2
+    printf '%-14s %-6s %12s req/s %10s/s  %s CPU %4s%%  server CPU %4s%%\n' "$name" "$server" "$rps" "$tps" "$CLIENT" "$cpu" "$scpu" >&2
 }
 
+# What a TLS client of the same OpenSSL as wrk and h2load negotiates with each (protocol, cipher, key exchange).
+negotiated() {
+    local alpn=http/1.1
+    [ "$PROTO" = h2 ] && alpn=h2
+    openssl s_client -connect "127.0.0.1:$1" -alpn "$alpn" </dev/null 2>/dev/null |
+        awk '/^New, / { p = $2 " " $5 } /^Server Temp Key:/ { sub(/^Server Temp Key: /, ""); k = $0 }
+            /^ALPN protocol:/ { a = $3 } END { printf "%s, key exchange %s, ALPN %s", p, k, a }'
+}
+if [ "$PROTO" = h1 ]; then
+    LOADCMD="wrk -t$THREADS -c$CONNS -d$DURATION"
+    CLIENT_VERSION=$(wrk -v 2>&1 | head -1 | awk '{ print $1, $2 }')
+else
+    TLS_OURS=$(negotiated "$PORT_OURS_TLS")
+    TLS_NGINX=$(negotiated "$PORT_NGINX")
+    if [ "$PROTO" = h2 ]; then
+        LOADCMD="h2load -t$THREADS -c$CONNS -m$STREAMS -D${DURATION%s}"
+        CLIENT_VERSION=$(h2load --version 2>&1 | head -1)
+    else
+        LOADCMD="wrk -t$THREADS -c$CONNS -d$DURATION"
+        CLIENT_VERSION="$(wrk -v 2>&1 | head -1 | awk '{ print $1, $2 }') (OpenSSL $(openssl version | awk '{ print $2 }'))"
+    fi
+fi
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 : >"$WORK/results"
 # A short warm-up of both servers.
-for u in "$OURS$PART25" "$NG/part25k.mp4"; do wrk -t"$THREADS" -c"$CONNS" -d1s "$u" >/dev/null; done
+for u in "$OURS$PART25" "$NG/part25k.mp4"; do
+    if [ "$PROTO" = h2 ]; then
+        h2load -t"$THREADS" -c"$CONNS" -m"$STREAMS" -D1 "$u" >/dev/null
+    else
+        wrk -t"$THREADS" -c"$CONNS" -d1s "$u" >/dev/null
+    fi
+done
 for round in $(seq "$ROUNDS"); do
     for target in part25k part64k playlist; do
         case $target in
@@ -192,15 +301,22 @@ to_mb() { awk '{ v = $1; u = substr(v, length(v) - 1); n = v + 0;
 {
     echo "Machine: $(lscpu | awk -F: '/^Model name/ { gsub(/^ +/, "", $2); print $2 }'), $(nproc) cores," \
         "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); $(uname -r);" \
-        "$(nginx -v 2>&1 | sed 's/.*: //'); $(wrk -v 2>&1 | head -1 | awk '{ print $1, $2 }');" \
+        "$(nginx -v 2>&1 | sed 's/.*: //'); $CLIENT_VERSION;" \
         "load average before/after: $LOAD_BEFORE / $LOAD_AFTER."
     echo
-    echo "Command: \`WORKERS=$WORKERS ROUNDS=$ROUNDS benches/http.sh\` — each cell is \`wrk -t$THREADS -c$CONNS -d$DURATION\`" \
+    prefix=""
+    [ "$PROTO" = h1 ] || prefix="PROTO=$PROTO "
+    echo "Command: \`${prefix}WORKERS=$WORKERS ROUNDS=$ROUNDS benches/http.sh\` — each cell is \`$LOADCMD\`" \
         "on 127.0.0.1, mean of $ROUNDS rounds alternating which server goes first; ours with $WORKERS HTTP workers," \
         "nginx with 2. Sizes: parts $SIZE25 and $SIZE64 bytes, playlist $SIZEPL bytes gzipped. CPU: % of one core" \
-        "over the run (wrk: user+sys from /usr/bin/time; server: utime+stime from /proc)."
+        "over the run ($CLIENT: user+sys from /usr/bin/time; server: utime+stime from /proc)."
+    if [ "$PROTO" != h1 ]; then
+        echo
+        echo "TLS: one self-signed ECDSA P-256 certificate for both. Negotiated (openssl s_client): ours $TLS_OURS;" \
+            "nginx $TLS_NGINX."
+    fi
     echo
-    echo "| resource | ours req/s | nginx req/s | ours / nginx | ours transfer | nginx transfer | wrk CPU ours / nginx | server CPU ours / nginx | server CPU µs per request ours / nginx |"
+    echo "| resource | ours req/s | nginx req/s | ours / nginx | ours transfer | nginx transfer | $CLIENT CPU ours / nginx | server CPU ours / nginx | server CPU µs per request ours / nginx |"
     echo "|---|---|---|---|---|---|---|---|---|"
     for target in part25k part64k playlist; do
         awk -v t="$target" '$1 == t && $2 == "ours" { r += $3; c += $5; s += $6; n++ } END { printf "%s %.0f %.0f %.0f\n", "ours", r / n, c / n, s / n }' "$WORK/results" >"$WORK/o"
@@ -220,7 +336,7 @@ to_mb() { awk '{ v = $1; u = substr(v, length(v) - 1); n = v + 0;
         echo "| $label | $orps | $nrps | **$ratio** | $otps | $ntps | $ocpu% / $ncpu% | $oscpu% / $nscpu% | $ous / $nus |"
     done
     echo
-    echo "Every run (req/s, transfer/s, wrk CPU %, server CPU %):"
+    echo "Every run (req/s, transfer/s, $CLIENT CPU %, server CPU %):"
     echo
     echo '```'
     awk '{ printf "%-9s %-6s %12s %10s %4s%% %4s%%\n", $1, $2, $3, $4, $5, $6 }' "$WORK/results"
@@ -230,12 +346,12 @@ cat "$WORK/table.md"
 
 if [ "$UPDATE" = 1 ]; then
     [ -f BENCHMARKS.md ] || printf '# Benchmarks\n' >BENCHMARKS.md
-    if ! grep -q '<!-- http:start -->' BENCHMARKS.md; then
-        printf '\n## HTTP serving: ours vs nginx\n\n<!-- http:start -->\n<!-- http:end -->\n' >>BENCHMARKS.md
+    if ! grep -q "<!-- $MARK:start -->" BENCHMARKS.md; then
+        printf '\n## HTTP serving: ours vs nginx (%s)\n\n<!-- %s:start -->\n<!-- %s:end -->\n' "$PROTO" "$MARK" "$MARK" >>BENCHMARKS.md
     fi
-    awk -v f="$WORK/table.md" '
-        /<!-- http:start -->/ { print; while ((getline l < f) > 0) print l; skip = 1; next }
-        /<!-- http:end -->/ { skip = 0 }
+    awk -v f="$WORK/table.md" -v start="<!-- $MARK:start -->" -v end="<!-- $MARK:end -->" '
+        $0 == start { print; while ((getline l < f) > 0) print l; skip = 1; next }
+        $0 == end { skip = 0 }
         !skip { print }' BENCHMARKS.md >"$WORK/B.md"
     cp "$WORK/B.md" BENCHMARKS.md
     echo "BENCHMARKS.md updated" >&2

@@ -39,6 +39,31 @@
 //!
 //! The client is raw HTTP/1.1 over tokio `TcpStream` on ONE thread (a current-thread runtime); the origin runs in
 //! the same process on its own threads.
+//!
+//! `HELD_PROTO=h2` sends the HELD blocking requests as HTTP/2 streams over TLS instead, spread over
+//! `HELD_H2_CONNS` connections (default 10: 10 held streams per connection for HELD=100), with the `h2` crate over
+//! tokio-rustls, on the same one client thread. The in-process origin then runs through the crate's own
+//! `serve_engine` (the `serve()` the binary runs) with a plain and a TLS listener, on a certificate made in the
+//! process with rcgen; ingest and the control requests stay on plain HTTP/1.1, as an encoder beside the players
+//! would publish. Against a running server (ADDR given), `HELD_TLS_ADDR` is its TLS address and `HELD_TLS_CA` a PEM
+//! file of the certificate it presents (for the name `localhost`). Only the client's clock applies (no per-stream
+//! kernel stamps: the answers of 10 streams share one socket and TLS records): "client read: first byte" is when
+//! the response's HEADERS have been decoded, "whole response" when its body's last DATA frame has, each as the
+//! client thread gets round to it. So compare h1 and h2 on the client-read lines, in `live` mode (`after` adds its
+//! 5 ms pause to every client-clock figure).
+//!
+//! Hostile load, on a thread and runtime of its own (`support/hostile.rs`), against the plain HTTP listener, opened
+//! after the held connections and all open before the first round: `HELD_SLOW_HEADERS=N` connections that write a
+//! request head one byte a second and never finish it, and `HELD_SILENT_CHUNKED=N` that send
+//! `POST /ingest/x HTTP/1.1` with `Transfer-Encoding: chunked` and then nothing. Both reconnect when the server
+//! closes them (its request-head timeout, its ingest body timeout), so N stay open; a connect that fails, or a
+//! connection closed at once, counts as a refusal and backs off 50 ms (a server that caps connections per address
+//! refuses the excess, and the tool goes on). The report gives, over the rounds, how many were open as each
+//! fragment was written (min / mean), and the closes, reconnects and refusals. Every client here is 127.0.0.1,
+//! so the in-process origin's per-address limits (README "Limits") would refuse most hostile connections: it sets
+//! `HELD_CONN_CAP` per address (default 0, no limit, so that every hostile connection stays open: the worst case
+//! for the held requests) and no limit on held requests per address. The tool raises its soft open-files limit to
+//! the hard one.
 
 use std::io::Read as _;
 use std::net::SocketAddr;
@@ -50,7 +75,10 @@ use actix_web::{App, HttpServer};
 use bytes::Bytes;
 use playlists::fmp4::{self, Item, Splitter};
 use playlists_actors::pinning::Pinning;
-use playlists_actors::{Engine, EngineConfig};
+use playlists_actors::tls::Certificates;
+use playlists_actors::{Engine, EngineConfig, Listeners, ServeConfig, TlsListener};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -84,6 +112,8 @@ struct Response {
 
 #[path = "support/arrival.rs"]
 mod arrival;
+#[path = "support/hostile.rs"]
+mod hostile;
 #[path = "support/stats.rs"]
 mod stats;
 
@@ -218,14 +248,8 @@ fn start_origin(workers: usize, pin: bool) -> Res<(SocketAddr, Engine)> {
         let served = system.block_on(async move {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
             let addr = listener.local_addr()?;
-            let mut config = EngineConfig::default();
-            if let Some(level) = std::env::var("HELD_GZIP").ok().and_then(|v| v.parse().ok()) {
-                config.options.gzip_level = level;
-            }
-            // As `playlists --pin-workers` does.
-            config.actors_on_ingest_workers = pin;
             let pinning = pin.then(Pinning::new).transpose()?;
-            let engine = Engine::start(config).map_err(std::io::Error::other)?;
+            let engine = Engine::start(engine_config(pin)).map_err(std::io::Error::other)?;
             let routes = engine.routes();
             let handle = engine.clone();
             let server = HttpServer::new(move || {
@@ -248,6 +272,141 @@ fn start_origin(workers: usize, pin: bool) -> Res<(SocketAddr, Engine)> {
         }
     });
     rx.recv_timeout(Duration::from_secs(10))?
+}
+
+/// The in-process origin's engine settings: `HELD_GZIP`, and with `pin` the stream's actor on the ingest's worker,
+/// as `playlists --pin-workers` does.
+fn engine_config(pin: bool) -> EngineConfig {
+    let mut config = EngineConfig::default();
+    if let Some(level) = std::env::var("HELD_GZIP").ok().and_then(|v| v.parse().ok()) {
+        config.options.gzip_level = level;
+    }
+    config.actors_on_ingest_workers = pin;
+    config.limits.max_connections_per_addr =
+        std::env::var("HELD_CONN_CAP").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    config.limits.max_held_per_addr = 0;
+    config
+}
+
+/// A directory holding the in-process origin's certificate files, removed at exit.
+struct CertDir(std::path::PathBuf);
+
+impl Drop for CertDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What the held requests need to reach a TLS listener.
+struct Tls {
+    addr: SocketAddr,
+    root: CertificateDer<'static>,
+    conns: usize,
+}
+
+/// Starts the origin in this process through `serve_engine` (the binary's `serve()`), with a plain and a TLS
+/// listener and a certificate made here: `(plain, tls)` addresses, the engine, the certificate.
+fn start_origin_tls(
+    workers: usize,
+    pin: bool,
+) -> Res<(SocketAddr, SocketAddr, Engine, CertificateDer<'static>, CertDir)> {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])?;
+    let dir = CertDir(std::env::temp_dir().join(format!("held-latency-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0)?;
+    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem())?;
+    std::fs::write(&key, made.signing_key.serialize_pem())?;
+    let root = made.cert.der().clone();
+    let (tx, rx) = std::sync::mpsc::channel::<Res<(SocketAddr, SocketAddr, Engine)>>();
+    std::thread::spawn(move || {
+        let system = actix_web::rt::System::new();
+        let served = system.block_on(async move {
+            let http = std::net::TcpListener::bind("127.0.0.1:0")?;
+            let tls = std::net::TcpListener::bind("127.0.0.1:0")?;
+            let (addr, tls_addr) = (http.local_addr()?, tls.local_addr()?);
+            let certificates = Arc::new(Certificates::load(cert, key).map_err(std::io::Error::other)?);
+            let engine = Engine::start(engine_config(pin)).map_err(std::io::Error::other)?;
+            let config = ServeConfig {
+                engine: EngineConfig::default(),
+                demo: false,
+                shutdown_timeout: Duration::from_secs(1),
+                workers,
+                pin_workers: pin,
+            };
+            let listeners = Listeners { http, tls: Some(TlsListener { listener: tls, certificates }), rtmp: None };
+            let _ = tx.send(Ok((addr, tls_addr, engine.clone())));
+            playlists_actors::serve_engine(engine, config, listeners, std::future::pending()).await
+        });
+        if let Err(e) = served {
+            eprintln!("origin: {e}");
+        }
+    });
+    let (addr, tls_addr, engine) = rx.recv_timeout(Duration::from_secs(10))??;
+    Ok((addr, tls_addr, engine, root, dir))
+}
+
+/// An HTTP/2 connection over TLS (ALPN `h2` only); its connection task runs on the client's thread.
+async fn h2_connect(tls: &Tls) -> Res<h2::client::SendRequest<Bytes>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(tls.root.clone())?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(tls.addr).await?;
+    tcp.set_nodelay(true)?;
+    let name = ServerName::try_from("localhost")?;
+    let io = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
+    if io.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err("the server did not choose h2".into());
+    }
+    let (client, connection) = h2::client::handshake(io).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            eprintln!("h2 connection: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// One held request as an HTTP/2 stream on `client`, read whole (client clock only).
+async fn h2_held(client: h2::client::SendRequest<Bytes>, path: &str, written: &AtomicUsize) -> Res<Response> {
+    let req = http::Request::get(format!("https://localhost{path}")).header("accept-encoding", "gzip").body(())?;
+    let sent = async {
+        let mut client = client.ready().await?;
+        Res::Ok(client.send_request(req, true)?.0)
+    }
+    .await;
+    written.fetch_add(1, Ordering::Release);
+    let response = sent?.await?;
+    let first_byte = Instant::now();
+    let status = response.status().as_u16();
+    let gzip = response.headers().get("content-encoding").is_some_and(|v| v.as_bytes() == b"gzip");
+    let mut body = response.into_body();
+    let mut out = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Response { status, gzip, body: out, first_byte, last_byte: Instant::now(), arrived: None })
+}
+
+/// Raises the soft limit of open files to the hard one (the hostile connections need thousands).
+fn raise_open_files() {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+            if soft < hard {
+                if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                    eprintln!("open files limit stays at {soft}: {e}");
+                }
+            }
+        }
+    }
 }
 
 /// The part the playlist's preload hint names, `(msn, part)`.
@@ -320,7 +479,7 @@ fn watch_edge(engine: &Engine) -> Res<Arc<std::sync::Mutex<Vec<Instant>>>> {
     Ok(seen)
 }
 
-async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usize) -> Res<()> {
+async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usize, tls: Option<Tls>) -> Res<()> {
     let media = Media::load()?;
     let mut ingest = Conn::open(addr).await?;
     arrival::enable_sent(&ingest.stream)?;
@@ -373,9 +532,33 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
         }
     }
     let mut conns = Vec::with_capacity(held);
-    for _ in 0..held {
-        conns.push(Conn::open(addr).await?);
+    let mut h2_conns = Vec::new();
+    match &tls {
+        None => {
+            for _ in 0..held {
+                conns.push(Conn::open(addr).await?);
+            }
+        }
+        Some(tls) => {
+            for _ in 0..tls.conns.clamp(1, held) {
+                h2_conns.push(h2_connect(tls).await?);
+            }
+        }
     }
+    // Hostile connections, once the held ones are open; all of them open before the first round.
+    let env_count = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+    let (slow, silent) = (env_count("HELD_SLOW_HEADERS"), env_count("HELD_SILENT_CHUNKED"));
+    let hostile = if slow + silent > 0 {
+        let h = hostile::Hostile::start(addr, slow, silent)?;
+        if !h.wait_open(Duration::from_secs(30)).await {
+            let (a, b) = h.open();
+            eprintln!("held_latency: only {a} slow-header and {b} silent-chunked connections open after 30 s");
+        }
+        Some(h)
+    } else {
+        None
+    };
+    let mut hostile_open = Vec::with_capacity(rounds);
     // With HELD_SPLIT=1 and the origin in process: also when the edge moved and when ingest answered.
     let split = std::env::var("HELD_SPLIT").is_ok_and(|v| v == "1");
     let settle =
@@ -392,7 +575,8 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
     let started = Instant::now();
     for _ in 0..rounds {
         let (msn, part) = hint(&mut control).await?;
-        let head = Arc::new(get(&format!("/live/{STREAM}/index.m3u8?_HLS_msn={msn}&_HLS_part={part}"), true));
+        let path = Arc::new(format!("/live/{STREAM}/index.m3u8?_HLS_msn={msn}&_HLS_part={part}"));
+        let head = Arc::new(get(&path, true));
         let written = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::with_capacity(held);
         for mut c in conns.drain(..) {
@@ -402,13 +586,21 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
                 written.fetch_add(1, Ordering::Release);
                 sent?;
                 let r = c.read().await?;
-                Res::Ok((c, r))
+                Res::Ok((Some(c), r))
             }));
+        }
+        for i in 0..if h2_conns.is_empty() { 0 } else { held } {
+            let client = h2_conns[i % h2_conns.len()].clone();
+            let (path, written) = (Arc::clone(&path), Arc::clone(&written));
+            tasks.push(tokio::spawn(async move { Res::Ok((None, h2_held(client, &path, &written).await?)) }));
         }
         while written.load(Ordering::Acquire) < held {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         tokio::time::sleep(settle).await;
+        if let Some(h) = &hostile {
+            hostile_open.push(h.open());
+        }
         let f = media.fragment(next)?;
         next += 1;
         let (head, body) = if upload {
@@ -437,7 +629,7 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
         let mut answers = Vec::with_capacity(held);
         for t in tasks {
             let (c, r) = t.await??;
-            conns.push(c);
+            conns.extend(c);
             answers.push(r);
         }
         let (position, posted_at) = if upload {
@@ -489,6 +681,33 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
         if defer { "after a 5 ms pause" } else { "as answers come" },
         started.elapsed().as_secs_f64()
     );
+    if let Some(tls) = &tls {
+        println!(
+            "held requests over HTTP/2 + TLS to {}: {} connections, ~{} streams each (client clock only)",
+            tls.addr,
+            h2_conns.len(),
+            held.div_ceil(h2_conns.len().max(1))
+        );
+    }
+    if let Some(h) = &hostile {
+        let c = &h.counters;
+        let stat = |f: fn(&(usize, usize)) -> usize| {
+            let min = hostile_open.iter().map(f).min().unwrap_or(0);
+            let mean = hostile_open.iter().map(f).sum::<usize>() as f64 / hostile_open.len().max(1) as f64;
+            format!("min {min} mean {mean:.0}")
+        };
+        println!(
+            "hostile: {} slow-header connections (open as fragments were written: {}), {} silent-chunked ({}); \
+             closed by the server {}, reconnects {}, refused or closed at once {}",
+            h.wanted.0,
+            stat(|o| o.0),
+            h.wanted.1,
+            stat(|o| o.1),
+            c.closed.load(Ordering::Relaxed),
+            c.reconnects.load(Ordering::Relaxed),
+            c.refused.load(Ordering::Relaxed)
+        );
+    }
     println!("answers before the fragment was written: {early}; wrong status or playlist: {wrong}");
     summary("client read: first byte", first);
     summary("client read: whole response", full);
@@ -553,18 +772,43 @@ async fn run(addr: SocketAddr, engine: Option<Engine>, rounds: usize, held: usiz
 }
 
 fn main() -> Res<()> {
+    raise_open_files();
     let mut args = std::env::args().skip(1);
     let rounds: usize = args.next().map_or(Ok(200), |a| a.parse())?;
     let held: usize = args.next().map_or(Ok(100), |a| a.parse())?;
-    let (addr, engine) = match args.next() {
-        Some(a) => (a.parse()?, None),
+    let h2 = match std::env::var("HELD_PROTO").as_deref() {
+        Err(_) | Ok("h1") => false,
+        Ok("h2") => true,
+        Ok(other) => return Err(format!("HELD_PROTO is h1 or h2, not {other}").into()),
+    };
+    let h2_conns = std::env::var("HELD_H2_CONNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let mut _certificate_files = None;
+    let (addr, engine, tls) = match args.next() {
+        Some(a) => {
+            let tls = if h2 {
+                let tls_addr =
+                    std::env::var("HELD_TLS_ADDR").map_err(|_| "HELD_PROTO=h2 with ADDR needs HELD_TLS_ADDR")?;
+                let ca = std::env::var("HELD_TLS_CA").map_err(|_| "HELD_PROTO=h2 with ADDR needs HELD_TLS_CA")?;
+                let root = CertificateDer::from_pem_slice(&std::fs::read(ca)?)?;
+                Some(Tls { addr: tls_addr.parse()?, root, conns: h2_conns })
+            } else {
+                None
+            };
+            (a.parse()?, None, tls)
+        }
         None => {
             let workers = std::env::var("HELD_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
             let pin = std::env::var("HELD_PIN").is_ok_and(|v| v == "1");
-            let (addr, engine) = start_origin(workers, pin)?;
-            (addr, Some(engine))
+            if h2 {
+                let (addr, tls_addr, engine, root, dir) = start_origin_tls(workers, pin)?;
+                _certificate_files = Some(dir);
+                (addr, Some(engine), Some(Tls { addr: tls_addr, root, conns: h2_conns }))
+            } else {
+                let (addr, engine) = start_origin(workers, pin)?;
+                (addr, Some(engine), None)
+            }
         }
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(run(addr, engine, rounds.max(1), held.max(1)))
+    rt.block_on(run(addr, engine, rounds.max(1), held.max(1), tls))
 }

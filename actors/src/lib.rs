@@ -374,18 +374,30 @@ pub async fn serve(
     listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()> + 'static,
 ) -> std::io::Result<()> {
+    let colocate = config.pin_workers || config.engine.actors_on_ingest_workers;
+    let mut limits = config.engine.limits.clone();
+    limits.max_connections = fd_limit::fit(limits.max_connections);
+    let engine_config = EngineConfig { actors_on_ingest_workers: colocate, limits, ..config.engine.clone() };
+    let engine = Engine::start(engine_config).map_err(std::io::Error::other)?;
+    serve_engine(engine, config, listeners, shutdown).await
+}
+
+/// [`serve`] on an engine the caller has started (inside the current actix system) and may have published to,
+/// as the benchmarks do; `config.engine` is not used. With `config.pin_workers`, start the engine with
+/// [`EngineConfig::actors_on_ingest_workers`] set, as [`serve`] does.
+pub async fn serve_engine(
+    engine: Engine,
+    config: ServeConfig,
+    listeners: impl Into<Listeners>,
+    shutdown: impl Future<Output = ()> + 'static,
+) -> std::io::Result<()> {
     let Listeners { http: listener, tls, rtmp } = listeners.into();
     let pinning = config
         .pin_workers
         .then(pinning::Pinning::new)
         .transpose()
         .map_err(|e| std::io::Error::new(e.kind(), format!("--pin-workers: {e}")))?;
-    let colocate = config.pin_workers || config.engine.actors_on_ingest_workers;
-    let mut limits = config.engine.limits.clone();
-    limits.max_connections = fd_limit::fit(limits.max_connections);
-    let max_connections = limits.max_connections;
-    let engine_config = EngineConfig { actors_on_ingest_workers: colocate, limits, ..config.engine };
-    let engine = Engine::start(engine_config).map_err(std::io::Error::other)?;
+    let max_connections = engine.clients().limits().max_connections;
     if config.demo {
         demo::spawn(engine.clone(), demo::DEMO_STREAM);
     }
@@ -402,6 +414,9 @@ pub async fn serve(
     })
     .on_connect(engine.on_connect())
     .disable_signals()
+    // As nginx's `tcp_nodelay on`: without it an HTTP/2 answer (HEADERS, then DATA, in separate writes) waits
+    // for the client's delayed ACK, ~40 ms, whenever the data before it is unacknowledged (BENCHMARKS.md, HTTPS).
+    .tcp_nodelay(true)
     .shutdown_timeout(config.shutdown_timeout.as_secs().max(1))
     .h2_initial_window_size(H2_STREAM_WINDOW)
     .h2_initial_connection_window_size(H2_CONNECTION_WINDOW);
