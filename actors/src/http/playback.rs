@@ -23,7 +23,8 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// What a path under `/live/` names.
 #[derive(Debug, PartialEq, Eq)]
-enum Resource {
+#[doc(hidden)] // public for the fuzz targets in fuzz/ only
+pub enum Resource {
     Playlist,
     Master,
     Init(u32),
@@ -36,7 +37,8 @@ fn parse_number<T: std::str::FromStr>(s: &str) -> Option<T> {
     (!s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
 }
 
-fn parse_resource(file: &str) -> Option<Resource> {
+#[doc(hidden)] // public for the fuzz targets in fuzz/ only
+pub fn parse_resource(file: &str) -> Option<Resource> {
     match file {
         "index.m3u8" => return Some(Resource::Playlist),
         "master.m3u8" => return Some(Resource::Master),
