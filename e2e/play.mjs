@@ -11,6 +11,8 @@
 //   errors       every hls.js ERROR event (type, details, fatal)
 //   requests     what hls.js asked the server for: parts (p{msn}.{part}.mp4), blocking playlist reloads (with
 //                _HLS_msn), plain playlist loads, segments, init
+//   protocols    how the server's answers came, by the browser's own account (DevTools' Network.responseReceived):
+//                {"h2": n, "http/1.1": n}, for playlists and for media (parts, segments, init)
 //   seeks        every `seeking` event (from, to), to explain a jump; timeline: [ms, currentTime, buffer end,
 //                latency] every 500 ms; load_average: the machine's 1-minute load before and after
 // Nothing is downloaded: the browser is /usr/bin/chromium (override with CHROMIUM=...), never a Playwright build.
@@ -42,6 +44,8 @@ const userDataDir = mkdtempSync(join(tmpdir(), 'e2e-chromium-'));
 const context = await chromium.launchPersistentContext(userDataDir, {
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
   headless: true,
+  // The e2e's HTTPS origin uses a certificate made for the test.
+  ignoreHTTPSErrors: true,
   args: [
     '--headless',
     '--no-sandbox',
@@ -56,9 +60,16 @@ const context = await chromium.launchPersistentContext(userDataDir, {
 });
 
 const requests = [];
+const protocols = { playlists: {}, media: {} };
 let result;
 try {
   const page = context.pages()[0] ?? (await context.newPage());
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  cdp.on('Network.responseReceived', ({ response }) => {
+    const kind = /\.m3u8(\?|$)/.test(response.url) ? 'playlists' : /\.mp4(\?|$)/.test(response.url) ? 'media' : null;
+    if (kind) protocols[kind][response.protocol] = (protocols[kind][response.protocol] ?? 0) + 1;
+  });
   page.on('request', (r) => requests.push(r.url()));
   page.on('console', (m) => console.error(`[page] ${m.text()}`));
   await page.setContent('<!doctype html><html><body><video id="v" muted autoplay playsinline></video></body></html>');
@@ -163,12 +174,13 @@ result.requests = {
   parts: parts.length,
   distinct_parts: new Set(parts).size,
   segments: count(/\/s\d+\.mp4(\?|$)/),
-  init: count(/\/init\.mp4(\?|$)/),
+  init: count(/\/init[^/]*\.mp4(\?|$)/),
   blocking_playlists: count(/\.m3u8\?(.*&)?_HLS_msn=/),
   plain_playlists: requests.filter((u) => /\.m3u8/.test(u) && !/_HLS_msn=/.test(u)).length,
   skip_playlists: count(/_HLS_skip=/),
   first: requests.filter((u) => u.startsWith('http')).slice(0, 6),
 };
+result.protocols = protocols;
 result.load_average = [loadBefore, loadavg()[0]].map((x) => Number(x.toFixed(2)));
 result.fatal = result.errors.filter((e) => e.fatal).length;
 const lat = [...result.latency].sort((a, b) => a - b);

@@ -30,6 +30,7 @@ const players = [
   ['ffmpeg VP9+Opus, direct to the origin', load('player_vp9_opus')],
   ['ffmpeg over RTMP with OBS settings (x264 CBR, 2 s GOP, AAC 48 kHz), direct', load('player_rtmp')],
   ['ffmpeg fMP4, one fragment per 4 s GOP (cut into parts), direct', load('player_gop4')],
+  ['ffmpeg H.264+AAC, played over HTTPS with HTTP/2, direct', load('player_https_h2')],
 ];
 const edge = load('edge_nginx');
 if (edge) players.push(['ffmpeg H.264+AAC, through the nginx edge', edge.hlsjs_through_edge]);
@@ -103,6 +104,20 @@ if (cut.length) {
       ([name, r]) =>
         `| ${name} | ${f(r.part_target, 3)} s | ${f(r.part_hold_back, 3)} s | ${f(r.target_latency)} s | ${f(r.latency_median)} s |`,
     ),
+  );
+}
+const https = load('player_https_h2');
+if (https?.protocols) {
+  const by = (k) => Object.entries(https.protocols[k] ?? {}).map(([p, n]) => `${p}: ${n}`).join(', ') || '–';
+  push(
+    '',
+    'HTTPS (issue 13): the protocol of every answer hls.js got over `https://`, by Chromium\'s own account (DevTools',
+    `Network.responseReceived); curl --http2 saw \`${https.curl}\` (HTTP version, status).`,
+    '',
+    '| answers | by protocol |',
+    '|---|---|',
+    `| playlists | ${by('playlists')} |`,
+    `| parts, segments, init | ${by('media')} |`,
   );
 }
 const refusals = load('refusals');

@@ -11,7 +11,8 @@
 # 3. Runs the #[ignore] tests of tests/e2e.rs: ffmpeg ingest (H.264+AAC and VP9+Opus) followed part by part,
 #    hls.js and ffmpeg's HLS reader playing ffmpeg's stream, nginx (examples/nginx-edge.conf) with 50 viewers;
 #    and the encoders of issue 10: ffmpeg over RTMP with OBS's settings and ffmpeg sending one fragment per 4 s GOP,
-#    each played by hls.js, and ffmpeg with wrong credentials over HTTP and RTMP, which must exit with an error.
+#    each played by hls.js, and ffmpeg with wrong credentials over HTTP and RTMP, which must exit with an error;
+#    and hls.js playing over HTTPS with HTTP/2 (every answer h2 by Chromium's account), curl --http2 beside it.
 # 4. Writes what was measured into BENCHMARKS.md, between <!-- e2e:start --> and <!-- e2e:end --> (nothing else
 #    in the file is touched).
 #
@@ -64,6 +65,7 @@ command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+command -v curl >/dev/null || need+=(curl)
 if [ "${#need[@]}" -gt 0 ]; then
   log "installing ${need[*]}"
   sudo=""

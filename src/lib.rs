@@ -14,7 +14,9 @@
 //! - [`position`]: [`Position`] `(msn, part)`, the stream's [`Edge`], and the delivery directives
 //!   (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) parsed into a [`PlaylistRequest`] that decides ready / wait / reject.
 //! - [`chunk_cache`]: [`ChunkCache`], per-stream rings of part slots (one lock per slot, generation-checked).
-//! - [`m3u8_cache`]: [`M3u8Cache`], per-stream rings of rendered playlist versions and the init segment.
+//! - [`m3u8_cache`]: [`M3u8Cache`], per-stream rings of rendered playlist versions and the init segments.
+//! - [`init_name`]: [`InitName`], an init segment's URI (`init-{16 hex digits}.mp4`), named by its bytes so that
+//!   it can be cached as immutably as a part.
 //! - [`manifest`]: [`M3u8Manifest`], segment/part rollover and LL-HLS rendering as a pure function of its state.
 //! - [`playlists`]: [`Playlists`], which ties the caches together, tracks live streams and owns each stream's
 //!   position watch that wakes held requests.
@@ -32,6 +34,7 @@ pub mod chunk_cache;
 pub mod error;
 pub mod flv;
 pub mod fmp4;
+pub mod init_name;
 pub mod m3u8_cache;
 pub mod manifest;
 pub mod options;
@@ -41,6 +44,7 @@ pub mod stream_id;
 
 pub use chunk_cache::ChunkCache;
 pub use error::{Error, Result};
+pub use init_name::InitName;
 pub use m3u8_cache::M3u8Cache;
 pub use manifest::M3u8Manifest;
 pub use options::Options;

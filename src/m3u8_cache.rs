@@ -4,7 +4,7 @@
 //! delta update, plain or gzip) and stored as one [`Rendered`] in a per-stream ring of versions keyed by the
 //! position of the newest part it lists. Every player waiting for that part gets the same `Arc`, so the same
 //! `Bytes`: nothing is rendered or compressed per request. The newest version is found with one atomic load.
-//! The ring also holds the stream's init segment.
+//! The ring also holds the stream's init segments, by name ([`InitName`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -14,6 +14,7 @@ use dashmap::DashMap;
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
 use crate::chunk_cache::{pack, unpack, NONE};
+use crate::init_name::InitName;
 use crate::position::Position;
 use crate::stream_id::StreamId;
 
@@ -123,12 +124,13 @@ pub struct Versions {
     row_len: usize,
     slots: Box<[RwLock<Option<Arc<Rendered>>>]>,
     latest: AtomicU64,
-    /// The newest init segments by version, newest last: an encoder restart may bring a new one, and players
+    /// The init segments still served, by name, newest last: an encoder restart may bring a new one, and players
     /// still on the segments before it need the old one for a while.
-    inits: RwLock<Vec<(u32, Bytes)>>,
+    inits: RwLock<Vec<(InitName, Bytes)>>,
 }
 
-/// Init segment versions kept per stream.
+/// Init segments kept per stream whether or not a listed segment still needs them: players may hold a playlist
+/// a little older than the newest one.
 const INIT_VERSIONS: usize = 4;
 
 impl Versions {
@@ -172,26 +174,29 @@ impl Versions {
         self.get(unpack(self.latest.load(Ordering::Acquire))?)
     }
 
-    /// Stores the init segment of `version` (replacing one of the same version), forgetting the oldest beyond
-    /// [`INIT_VERSIONS`].
-    pub fn set_init(&self, version: u32, init: Bytes) {
+    /// Stores the init segment `name` (of bytes `init`) as the newest, and forgets older ones beyond the newest
+    /// [`INIT_VERSIONS`] unless `needed` says a listed segment still names them.
+    pub fn set_init(&self, name: InitName, init: Bytes, needed: impl Fn(InitName) -> bool) {
         let mut inits = self.inits.write().unwrap_or_else(PoisonError::into_inner);
-        inits.retain(|(v, _)| *v != version);
-        if inits.len() == INIT_VERSIONS {
-            inits.remove(0);
-        }
-        inits.push((version, init));
+        inits.retain(|(n, _)| *n != name);
+        inits.push((name, init));
+        let spare = inits.len().saturating_sub(INIT_VERSIONS);
+        let mut older = 0;
+        inits.retain(|(n, _)| {
+            older += 1;
+            older > spare || needed(*n)
+        });
     }
 
-    /// The newest init segment.
-    pub fn init(&self) -> Option<Bytes> {
-        self.inits.read().unwrap_or_else(PoisonError::into_inner).last().map(|(_, b)| b.clone())
+    /// The newest init segment and its name.
+    pub fn init(&self) -> Option<(InitName, Bytes)> {
+        self.inits.read().unwrap_or_else(PoisonError::into_inner).last().cloned()
     }
 
-    /// The init segment of `version`, if still kept.
-    pub fn init_version(&self, version: u32) -> Option<Bytes> {
+    /// The init segment `name`, if still kept.
+    pub fn init_named(&self, name: InitName) -> Option<Bytes> {
         let inits = self.inits.read().unwrap_or_else(PoisonError::into_inner);
-        inits.iter().find(|(v, _)| *v == version).map(|(_, b)| b.clone())
+        inits.iter().find(|(n, _)| *n == name).map(|(_, b)| b.clone())
     }
 }
 
@@ -303,21 +308,44 @@ mod tests {
         assert_ne!(r.body(true, true), r.body(false, true));
     }
 
+    fn name(bytes: &str) -> InitName {
+        InitName::of(bytes.as_bytes())
+    }
+
+    #[test]
+    fn inits_are_kept_by_name_while_recent_or_needed() {
+        let v = Versions::new(2, 4);
+        assert_eq!(v.init(), None);
+        v.set_init(name("a"), Bytes::from("a"), |_| false);
+        v.set_init(name("b"), Bytes::from("b"), |_| false);
+        assert_eq!(v.init(), Some((name("b"), Bytes::from("b"))));
+        assert_eq!(v.init_named(name("a")), Some(Bytes::from("a")));
+        // The same init again is the newest once more, and kept once.
+        v.set_init(name("a"), Bytes::from("a"), |_| false);
+        assert_eq!(v.init().map(|(n, _)| n), Some(name("a")));
+        for more in ["c", "d", "e"] {
+            v.set_init(name(more), Bytes::from(more), |n| n == name("b"));
+        }
+        assert_eq!(v.init_named(name("b")), Some(Bytes::from("b")), "still needed by a listed segment");
+        v.set_init(name("f"), Bytes::from("f"), |n| n == name("b"));
+        assert_eq!(v.init_named(name("a")), None, "neither recent nor needed");
+        assert_eq!(v.init_named(name("b")), Some(Bytes::from("b")));
+        for recent in ["c", "d", "e", "f"] {
+            assert_eq!(v.init_named(name(recent)), Some(Bytes::from(recent)), "{recent}");
+        }
+        v.set_init(name("g"), Bytes::from("g"), |_| false);
+        assert_eq!(v.init_named(name("b")), None, "no longer needed");
+        assert_eq!(v.init_named(name("c")), None, "only the newest four are kept without need");
+        assert_eq!(v.init_named(name("g")), Some(Bytes::from("g")));
+    }
+
     #[test]
     fn streams_are_replaced_and_removed() {
         let cache = M3u8Cache::new(2, 4);
         let id = StreamId::parse("a").expect("id");
         let v = cache.add_stream(&id);
-        v.set_init(0, Bytes::from("init"));
-        assert_eq!(cache.stream(&id).expect("a").init(), Some(Bytes::from("init")));
-        v.set_init(1, Bytes::from("init1"));
-        assert_eq!(v.init(), Some(Bytes::from("init1")));
-        assert_eq!(v.init_version(0), Some(Bytes::from("init")));
-        for i in 2..6 {
-            v.set_init(i, Bytes::from("more"));
-        }
-        assert_eq!(v.init_version(1), None, "only the newest versions are kept");
-        assert_eq!(v.init_version(5), Some(Bytes::from("more")));
+        v.set_init(name("init"), Bytes::from("init"), |_| false);
+        assert_eq!(cache.stream(&id).expect("a").init(), Some((name("init"), Bytes::from("init"))));
         cache.add_stream(&id);
         assert_eq!(cache.stream(&id).expect("a").init(), None);
         assert!(cache.remove_stream(&id).is_some());

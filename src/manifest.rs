@@ -4,8 +4,10 @@
 //! segments start and end, and renders the media playlist (full or delta form) as a pure function of its state.
 //! It does no I/O and never reads a clock: the wallclock of every part comes in with the part.
 //!
-//! Resource names are relative to the playlist (`/live/{stream}/index.m3u8`): the init segment is `init.mp4`,
-//! part `i` of segment `n` is `p{n}.{i}.mp4`, and the whole segment is `s{n}.mp4`.
+//! Resource names are relative to the playlist (`/live/{stream}/index.m3u8`): the init segment is named by its
+//! bytes (`init-{16 hex digits}.mp4`, see [`InitName`]), part `i` of segment `n` is `p{n}.{i}.mp4`, and the whole
+//! segment is `s{n}.mp4`. Until the owner names an init ([`M3u8Manifest::set_map`]) no `EXT-X-MAP` is written: the
+//! playlist never names an init that is not there.
 //!
 //! # Rollover
 //!
@@ -44,6 +46,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::init_name::InitName;
 use crate::options::Options;
 use crate::position::{Edge, Position};
 
@@ -149,8 +152,8 @@ struct Segment {
     discontinuity: bool,
     /// `EXT-X-PROGRAM-DATE-TIME` of its first sample.
     date: SystemTime,
-    /// Version of the init segment its parts need (`EXT-X-MAP`).
-    map: u32,
+    /// The init segment its parts need (`EXT-X-MAP`), if one was named.
+    map: Option<InitName>,
 }
 
 impl Segment {
@@ -189,8 +192,8 @@ pub struct M3u8Manifest {
     longest_part: Duration,
     part_target: Option<Duration>,
     discontinuity_sequence: u64,
-    /// Version of the init segment that parts pushed from now on need.
-    map: u32,
+    /// The init segment that parts pushed from now on need.
+    map: Option<InitName>,
     ended: bool,
     /// Where media time and wallclock were last tied together (stream start or the latest discontinuity).
     anchor_date: SystemTime,
@@ -219,7 +222,7 @@ impl M3u8Manifest {
             first_part: 0,
             discontinuity: false,
             date: UNIX_EPOCH,
-            map: 0,
+            map: None,
         };
         Self {
             target_duration: options.target_duration.max(1),
@@ -240,7 +243,7 @@ impl M3u8Manifest {
             longest_part: Duration::ZERO,
             part_target: None,
             discontinuity_sequence: 0,
-            map: 0,
+            map: None,
             ended: false,
             anchor_date: UNIX_EPOCH,
             anchor_start: Duration::ZERO,
@@ -258,12 +261,19 @@ impl M3u8Manifest {
         m
     }
 
-    /// Sets the version of the init segment that the parts pushed from now on need. A new init changes the
+    /// Names the init segment that the parts pushed from now on need. A new init once parts exist changes the
     /// timeline, so the caller pushes the next part with `discontinuity`; that part's segment then carries its own
-    /// `EXT-X-MAP` with the new URI (`init{version}.mp4`; version 0 is `init.mp4`), so that no player or cache
-    /// keeps using the old init under an unchanged URI.
-    pub fn set_map(&mut self, version: u32) {
-        self.map = version;
+    /// `EXT-X-MAP` with the new init's URI. Init names follow from their bytes, so no player or cache keeps using
+    /// an old init under an unchanged URI.
+    pub fn set_map(&mut self, name: InitName) {
+        self.map = Some(name);
+    }
+
+    /// Whether a listed segment, or the parts pushed from now on, need the init `name`: its owner must keep
+    /// serving it.
+    pub fn needs_map(&self, name: InitName) -> bool {
+        let name = Some(name);
+        self.map == name || self.open.map == name || self.segments.iter().any(|s| s.map == name)
     }
 
     /// Appends one part, first closing the open segment when the rollover rules say so (see the module docs).
@@ -425,7 +435,9 @@ impl M3u8Manifest {
             out.push(b'\n');
         }
         let first_map = self.segments.get(skipped).map_or(self.open.map, |s| s.map);
-        put_map(out, first_map);
+        if let Some(name) = first_map {
+            put_map(out, name);
+        }
 
         let end = if self.open.parts > 0 {
             self.open.end()
@@ -472,14 +484,14 @@ impl M3u8Manifest {
 
     /// Tags that apply to a whole segment, before its first part (item 7): the discontinuity, and the date on
     /// the first listed segment and after every discontinuity (item 12).
-    /// `map` is the init version of the segment listed before it: a segment that needs another one gets its own
+    /// `map` is the init of the segment listed before it: a segment that needs another one gets its own
     /// `EXT-X-MAP`.
-    fn put_segment_head(&self, seg: &Segment, first: bool, map: u32, out: &mut Vec<u8>) {
+    fn put_segment_head(&self, seg: &Segment, first: bool, map: Option<InitName>, out: &mut Vec<u8>) {
         if seg.discontinuity {
             out.extend_from_slice(b"#EXT-X-DISCONTINUITY\n");
         }
-        if seg.map != map {
-            put_map(out, seg.map);
+        if let Some(name) = seg.map.filter(|_| seg.map != map) {
+            put_map(out, name);
         }
         if first || seg.discontinuity {
             out.extend_from_slice(b"#EXT-X-PROGRAM-DATE-TIME:");
@@ -612,13 +624,11 @@ impl M3u8Manifest {
     }
 }
 
-/// `#EXT-X-MAP` naming the init segment of `version`.
-fn put_map(out: &mut Vec<u8>, version: u32) {
-    out.extend_from_slice(b"#EXT-X-MAP:URI=\"init");
-    if version > 0 {
-        put_u64(out, u64::from(version));
-    }
-    out.extend_from_slice(b".mp4\"\n");
+/// `#EXT-X-MAP` naming the init segment `name`.
+fn put_map(out: &mut Vec<u8>, name: InitName) {
+    out.extend_from_slice(b"#EXT-X-MAP:URI=\"");
+    name.put(out);
+    out.extend_from_slice(b"\"\n");
 }
 
 /// Whether `ms` rounds (to the nearest second, halves up) above `target` seconds.
@@ -729,6 +739,11 @@ mod tests {
     /// 2026-03-01T12:00:00Z, the date of the checklist's example.
     const T0: u64 = 1_772_366_400;
 
+    /// The init every [`Feed`] names: `init-bb54068aea85faa7.mp4` in the expected texts.
+    fn init() -> InitName {
+        InitName::of(b"init")
+    }
+
     fn at(ms: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(T0) + Duration::from_millis(ms)
     }
@@ -766,7 +781,9 @@ mod tests {
     impl Feed {
         fn new(options: &Options, part_ms: u64, gop: u64) -> Self {
             options.validate().unwrap();
-            Self { m: M3u8Manifest::new(options), part_ms, gop, n: 0 }
+            let mut m = M3u8Manifest::new(options);
+            m.set_map(init());
+            Self { m, part_ms, gop, n: 0 }
         }
 
         fn push(&mut self) -> Pushed {
@@ -834,7 +851,7 @@ s0.mp4
             "#EXT-X-MEDIA-SEQUENCE:0
 #EXT-X-DISCONTINUITY-SEQUENCE:0
 #EXT-X-INDEPENDENT-SEGMENTS
-#EXT-X-MAP:URI=\"init.mp4\"
+#EXT-X-MAP:URI=\"init-bb54068aea85faa7.mp4\"
 ",
             SEGMENT_0_DEFAULTS,
             "#EXT-X-PART:DURATION=0.200,URI=\"p1.0.mp4\",INDEPENDENT=YES
@@ -871,7 +888,7 @@ s0.mp4
             "#EXT-X-MEDIA-SEQUENCE:0
 #EXT-X-DISCONTINUITY-SEQUENCE:0
 #EXT-X-INDEPENDENT-SEGMENTS
-#EXT-X-MAP:URI=\"init.mp4\"
+#EXT-X-MAP:URI=\"init-bb54068aea85faa7.mp4\"
 ",
             SEGMENT_0_DEFAULTS,
             "#EXT-X-PART:DURATION=0.200,URI=\"p1.0.mp4\",INDEPENDENT=YES
@@ -950,7 +967,7 @@ s1.mp4
             "#EXT-X-MEDIA-SEQUENCE:2
 #EXT-X-DISCONTINUITY-SEQUENCE:0
 #EXT-X-INDEPENDENT-SEGMENTS
-#EXT-X-MAP:URI=\"init.mp4\"
+#EXT-X-MAP:URI=\"init-bb54068aea85faa7.mp4\"
 #EXT-X-PROGRAM-DATE-TIME:2026-03-01T12:00:02.000Z
 #EXTINF:1.000,
 s2.mp4
@@ -985,7 +1002,7 @@ s7.mp4
             "#EXT-X-MEDIA-SEQUENCE:3
 #EXT-X-DISCONTINUITY-SEQUENCE:0
 #EXT-X-INDEPENDENT-SEGMENTS
-#EXT-X-MAP:URI=\"init.mp4\"
+#EXT-X-MAP:URI=\"init-bb54068aea85faa7.mp4\"
 #EXT-X-PROGRAM-DATE-TIME:2026-03-01T12:00:03.000Z
 #EXTINF:1.000,
 s3.mp4
@@ -1031,7 +1048,7 @@ s8.mp4
 #EXT-X-DISCONTINUITY-SEQUENCE:0
 #EXT-X-INDEPENDENT-SEGMENTS
 #EXT-X-SKIP:SKIPPED-SEGMENTS=5
-#EXT-X-MAP:URI=\"init.mp4\"
+#EXT-X-MAP:URI=\"init-bb54068aea85faa7.mp4\"
 #EXT-X-PROGRAM-DATE-TIME:2026-03-01T12:00:20.000Z
 #EXTINF:4.000,
 s5.mp4
@@ -1103,7 +1120,7 @@ s{msn}.mp4
             "#EXT-X-MEDIA-SEQUENCE:0
 #EXT-X-DISCONTINUITY-SEQUENCE:0
 #EXT-X-INDEPENDENT-SEGMENTS
-#EXT-X-MAP:URI=\"init.mp4\"
+#EXT-X-MAP:URI=\"init-bb54068aea85faa7.mp4\"
 #EXT-X-PROGRAM-DATE-TIME:2026-03-01T12:00:00.000Z
 #EXT-X-PART:DURATION=0.500,URI=\"p0.0.mp4\",INDEPENDENT=YES
 #EXT-X-PART:DURATION=0.500,URI=\"p0.1.mp4\"
@@ -1146,7 +1163,7 @@ s2.mp4
             "#EXT-X-MEDIA-SEQUENCE:0
 #EXT-X-DISCONTINUITY-SEQUENCE:0
 #EXT-X-INDEPENDENT-SEGMENTS
-#EXT-X-MAP:URI=\"init.mp4\"
+#EXT-X-MAP:URI=\"init-bb54068aea85faa7.mp4\"
 #EXT-X-PROGRAM-DATE-TIME:2026-03-01T12:00:00.000Z
 #EXT-X-PART:DURATION=0.500,URI=\"p0.0.mp4\",INDEPENDENT=YES
 #EXT-X-PART:DURATION=0.500,URI=\"p0.1.mp4\"
@@ -1171,7 +1188,7 @@ s1.mp4
         let text = f.text(false, &[]);
         assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:2\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n"), "{text}");
         assert!(text.contains(
-            "#EXT-X-MAP:URI=\"init.mp4\"
+            "#EXT-X-MAP:URI=\"init-bb54068aea85faa7.mp4\"
 #EXT-X-DISCONTINUITY
 #EXT-X-PROGRAM-DATE-TIME:2026-03-01T13:00:00.000Z
 #EXTINF:1.000,
@@ -1184,7 +1201,7 @@ s2.mp4
             "#EXT-X-MEDIA-SEQUENCE:3
 #EXT-X-DISCONTINUITY-SEQUENCE:1
 #EXT-X-INDEPENDENT-SEGMENTS
-#EXT-X-MAP:URI=\"init.mp4\"
+#EXT-X-MAP:URI=\"init-bb54068aea85faa7.mp4\"
 #EXT-X-PROGRAM-DATE-TIME:2026-03-01T13:00:01.000Z
 #EXTINF:1.000,
 s3.mp4
@@ -1228,7 +1245,7 @@ s8.mp4
             "#EXT-X-MEDIA-SEQUENCE:0
 #EXT-X-DISCONTINUITY-SEQUENCE:0
 #EXT-X-INDEPENDENT-SEGMENTS
-#EXT-X-MAP:URI=\"init.mp4\"
+#EXT-X-MAP:URI=\"init-bb54068aea85faa7.mp4\"
 ",
             SEGMENT_0_DEFAULTS,
             "#EXT-X-PART:DURATION=0.200,URI=\"p1.0.mp4\",INDEPENDENT=YES
@@ -1681,21 +1698,66 @@ s8.mp4
             wallclock: UNIX_EPOCH,
         };
         let mut m = M3u8Manifest::new(&Options::default());
+        m.set_map(init());
         for i in 0..10 {
             m.push(part(i, false));
         }
-        m.set_map(1);
+        let restarted = InitName::of(b"init1");
+        assert!(!m.needs_map(restarted));
+        m.set_map(restarted);
+        assert!(m.needs_map(init()) && m.needs_map(restarted), "both are listed or about to be");
         for i in 10..16 {
             m.push(part(i, i == 10));
         }
-        let mut out = Vec::new();
-        m.render(false, &[], &mut out);
-        let text = String::from_utf8(out).unwrap();
+        for delta in [false, true] {
+            let mut out = Vec::new();
+            m.render(delta, &[], &mut out);
+            let text = String::from_utf8(out).unwrap();
+            let maps: Vec<&str> = text.lines().filter(|l| l.starts_with("#EXT-X-MAP")).collect();
+            assert_eq!(
+                maps,
+                ["#EXT-X-MAP:URI=\"init-bb54068aea85faa7.mp4\"", "#EXT-X-MAP:URI=\"init-f191fdfc7445fab3.mp4\""],
+                "{text}"
+            );
+            let after = text.split("#EXT-X-DISCONTINUITY\n").nth(1).unwrap();
+            assert!(
+                after.starts_with("#EXT-X-MAP:URI=\"init-f191fdfc7445fab3.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:"),
+                "{text}"
+            );
+            let before_parts = after.split("#EXT-X-PART").next().unwrap();
+            assert!(before_parts.contains("init-f191fdfc7445fab3.mp4"), "item 7: the map precedes the first part");
+        }
+    }
+
+    // A playlist never names an init its owner has not named: no `EXT-X-MAP` until there is one, then the map of
+    // the segments that need it.
+    #[test]
+    fn no_map_before_an_init_is_named() {
+        let mut m = M3u8Manifest::new(&small());
+        let part = |independent| PartMeta {
+            duration: Duration::from_millis(500),
+            independent,
+            discontinuity: false,
+            wallclock: at(0),
+        };
+        for i in 0..3 {
+            m.push(part(i % 2 == 0));
+        }
+        let render = |m: &M3u8Manifest| {
+            let mut out = Vec::new();
+            m.render(false, &[], &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert!(!render(&m).contains("#EXT-X-MAP"), "{}", render(&m));
+        assert!(!m.needs_map(init()));
+        m.set_map(init());
+        for i in 3..5 {
+            m.push(part(i % 2 == 0));
+        }
+        let text = render(&m);
         let maps: Vec<&str> = text.lines().filter(|l| l.starts_with("#EXT-X-MAP")).collect();
-        assert_eq!(maps, ["#EXT-X-MAP:URI=\"init.mp4\"", "#EXT-X-MAP:URI=\"init1.mp4\""], "{text}");
-        let after = text.split("#EXT-X-DISCONTINUITY\n").nth(1).unwrap();
-        assert!(after.starts_with("#EXT-X-MAP:URI=\"init1.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:"), "{text}");
-        let before_parts = after.split("#EXT-X-PART").next().unwrap();
-        assert!(before_parts.contains("init1.mp4"), "item 7: the map comes before the segment's first part");
+        assert_eq!(maps, ["#EXT-X-MAP:URI=\"init-bb54068aea85faa7.mp4\""], "{text}");
+        let (before, after) = text.split_once("#EXT-X-MAP").unwrap();
+        assert!(before.contains("s0.mp4") && !after.contains("s0.mp4"), "the map applies from segment 2 on: {text}");
     }
 }

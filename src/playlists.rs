@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::chunk_cache::{self, ChunkCache, Segment};
 use crate::error::Error;
 use crate::fmp4::{Fragment, Init};
+use crate::init_name::InitName;
 use crate::m3u8_cache::{self, Gzip, M3u8Cache, Rendered};
 use crate::manifest::{ClosedSegment, M3u8Manifest, PartMeta, RenditionReport, Warning};
 use crate::options::Options;
@@ -33,6 +34,8 @@ const VERSION_ROWS: usize = 4;
 pub struct StreamInfo {
     /// The `CODECS` string of the init segment.
     pub codecs: Option<String>,
+    /// The name of the newest init segment, as `EXT-X-MAP` names it.
+    pub init: Option<InitName>,
     /// Width and height of the video track.
     pub resolution: Option<(u32, u32)>,
     /// Peak bit rate of a complete segment, bits per second (the multivariant `BANDWIDTH`).
@@ -156,9 +159,8 @@ struct Group {
 /// The writer's state of one stream, behind its lock.
 struct Writer {
     manifest: M3u8Manifest,
-    init: Option<Arc<Init>>,
-    /// Version of `init`: bumped each time the encoder sends a different one.
-    init_version: u32,
+    /// The init and its name, computed once when it is set.
+    init: Option<(Arc<Init>, InitName)>,
     /// Where the main track's timeline should continue: (decode time, timescale).
     next_decode: Option<(u64, u32)>,
     discontinuity: bool,
@@ -220,7 +222,9 @@ impl Stream {
     }
 
     /// Sets (or replaces) the init segment. A different init once parts exist means the encoder restarted: the
-    /// next part starts a discontinuity.
+    /// next part starts a discontinuity, and its segment an `EXT-X-MAP` with the new init's name ([`InitName`],
+    /// from its bytes). The same init again changes nothing. Older inits stay served while a listed segment needs
+    /// them, and the newest few beyond that.
     pub fn set_init(&self, init: Arc<Init>) -> Result<(), Error> {
         if init.bytes.len() > self.options.max_init_bytes {
             return Err(Error::TooLarge {
@@ -233,24 +237,28 @@ impl Stream {
         if w.manifest.is_ended() {
             return Err(Error::StreamEnded);
         }
-        let changed = w.init.as_ref().is_some_and(|old| old.bytes != init.bytes);
-        if changed && w.info.parts > 0 {
-            // New media parameters: a new timeline, and a new init URI so that nothing keeps the old one.
-            w.discontinuity = true;
-            w.init_version += 1;
-            let version = w.init_version;
-            w.manifest.set_map(version);
+        let w = &mut *w;
+        if let Some((old, _)) = w.init.as_mut().filter(|(old, _)| old.bytes == init.bytes) {
+            // An encoder that reconnects sends its init again: same bytes, same name, nothing else changes.
+            *old = init;
+            return Ok(());
         }
+        // New media parameters once there are parts: a new timeline. The new init's URI follows from its bytes.
+        w.discontinuity |= w.init.is_some() && w.info.parts > 0;
+        let name = InitName::of(&init.bytes);
+        w.manifest.set_map(name);
         w.info.codecs = Some(init.codecs());
         w.info.resolution = init.resolution();
-        self.versions.set_init(w.init_version, init.bytes.clone());
-        w.init = Some(init);
+        w.info.init = Some(name);
+        let manifest = &w.manifest;
+        self.versions.set_init(name, init.bytes.clone(), |n| manifest.needs_map(n));
+        w.init = Some((init, name));
         Ok(())
     }
 
     /// The init segment the stream's fragments are parsed with.
     pub fn current_init(&self) -> Option<Arc<Init>> {
-        self.writer().init.clone()
+        self.writer().init.as_ref().map(|(init, _)| Arc::clone(init))
     }
 
     /// Publishes one fragment as the next part: its duration and independence come from its boxes, a jump in
@@ -498,14 +506,14 @@ impl Stream {
         self.parts.segment(msn)
     }
 
-    /// The newest init segment.
-    pub fn init(&self) -> Option<Bytes> {
+    /// The newest init segment, and its name.
+    pub fn init(&self) -> Option<(InitName, Bytes)> {
         self.versions.init()
     }
 
-    /// The init segment of `version` (`init{version}.mp4`; `init.mp4` is version 0), if still kept.
-    pub fn init_version(&self, version: u32) -> Option<Bytes> {
-        self.versions.init_version(version)
+    /// The init segment `name`, while a listed segment needs it (and the newest few in any case).
+    pub fn init_named(&self, name: InitName) -> Option<Bytes> {
+        self.versions.init_named(name)
     }
 
     /// How long a blocking request is held: 3 × target duration (checklist item 31).
@@ -634,7 +642,6 @@ impl Playlists {
             writer: Mutex::new(Writer {
                 manifest: M3u8Manifest::starting_at(&self.options, first_msn),
                 init: None,
-                init_version: 0,
                 next_decode: None,
                 discontinuity: false,
                 open_bytes: 0,

@@ -199,7 +199,7 @@ impl Counts {
                 self.plain_playlists += 1;
             }
             format!("{path}?{query}")
-        } else if file == "init.mp4" {
+        } else if file.starts_with("init") {
             self.init += 1;
             return;
         } else if file.starts_with('p') {
@@ -227,6 +227,8 @@ const UNCOUNTED: &str = "x-e2e-uncounted";
 struct Origin {
     base: String,
     port: u16,
+    /// `https://127.0.0.1:PORT` when the origin also listens with TLS ([`origin_tls`]).
+    https: Option<String>,
     engine: Engine,
     counts: Arc<Mutex<Counts>>,
     /// The JSON summary answered to each finished `POST /ingest/...` upload.
@@ -239,6 +241,15 @@ async fn origin() -> Origin {
 }
 
 async fn origin_with(config: EngineConfig) -> Origin {
+    origin_on(config, None).await
+}
+
+/// An origin that also serves HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with `certificates`, as `--tls-cert` does.
+async fn origin_tls(certificates: Arc<playlists_actors::tls::Certificates>) -> Origin {
+    origin_on(EngineConfig::default(), Some(certificates)).await
+}
+
+async fn origin_on(config: EngineConfig, tls: Option<Arc<playlists_actors::tls::Certificates>>) -> Origin {
     let engine = Engine::start(config).unwrap();
     let routes = engine.routes();
     let counts = Arc::new(Mutex::new(Counts::default()));
@@ -279,10 +290,19 @@ async fn origin_with(config: EngineConfig) -> Origin {
     .workers(2)
     .disable_signals()
     .listen(listener)
-    .unwrap()
+    .unwrap();
+    let mut https = None;
+    let server = match tls {
+        Some(certificates) => {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            https = Some(format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port()));
+            server.listen_rustls_0_23(listener, certificates.server_config().unwrap()).unwrap()
+        }
+        None => server,
+    }
     .run();
     actix_rt::spawn(server);
-    Origin { base: format!("http://127.0.0.1:{port}"), port, engine, counts, uploads, client: client() }
+    Origin { base: format!("http://127.0.0.1:{port}"), port, https, engine, counts, uploads, client: client() }
 }
 
 fn client() -> awc::Client {
@@ -552,6 +572,52 @@ async fn hlsjs_plays_h264_aac_in_chromium() {
 #[ignore = "needs ffmpeg, chromium and e2e/node_modules: run scripts/e2e.sh"]
 async fn hlsjs_plays_vp9_opus_in_chromium() {
     player(Codec::Vp9Opus, "player_vp9_opus").await;
+}
+
+/// The playlist and media answers `play.mjs` saw, by protocol, for one kind (`playlists` or `media`).
+fn protocol_counts(r: &Value, kind: &str) -> HashMap<String, u64> {
+    let by = r["protocols"][kind].as_object().cloned().unwrap_or_default();
+    by.into_iter().map(|(k, v)| (k, v.as_u64().unwrap_or(0))).collect()
+}
+
+/// HTTPS with HTTP/2 (issue 13): ffmpeg pushes over plain HTTP, hls.js in Chromium plays over https, and every
+/// playlist and part it gets comes over h2 by the browser's own account; `curl --http2` sees HTTP/2 too.
+#[actix_web::test]
+#[ignore = "needs ffmpeg, chromium, curl and e2e/node_modules: run scripts/e2e.sh"]
+async fn hlsjs_plays_over_https_with_http2() {
+    let dir = std::env::temp_dir().join(format!("e2e-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let certificates = Arc::new(playlists_actors::tls::Certificates::load(&cert, &key).unwrap());
+    let origin = origin_tls(certificates).await;
+    let stream = "secure";
+    let mut ffmpeg = Proc::spawn("ffmpeg", ffmpeg_push(&origin.ingest_url(stream), Codec::H264Aac, 40));
+    origin.wait_ready(stream, &mut ffmpeg).await;
+    let url = format!("{}/live/{stream}/index.m3u8", origin.https.as_deref().unwrap());
+
+    let mut curl = Command::new("curl");
+    curl.args(["--http2", "-sS", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", "--max-time", "10"])
+        .arg("--cacert")
+        .arg(&cert)
+        .arg(&url);
+    let (status, out, err) = Proc::spawn("curl --http2", curl).finish(Duration::from_secs(20)).await;
+    assert!(status.success(), "curl --http2 {url}: {err}");
+    assert_eq!(out.trim(), "2 200", "curl sees HTTP/2 and the playlist (verifying the certificate)");
+
+    let mut r = play(&url, 20).await;
+    drop(ffmpeg);
+    let _ = std::fs::remove_dir_all(&dir);
+    r["curl"] = json!(out.trim());
+    save("player_https_h2", &r);
+    assert_played(&r);
+    for kind in ["playlists", "media"] {
+        let by = protocol_counts(&r, kind);
+        assert!(by.get("h2").copied().unwrap_or(0) > 0, "{kind} came over h2: {by:?}");
+        assert_eq!(by.values().sum::<u64>(), by["h2"], "every {kind} answer came over h2: {by:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -475,12 +475,32 @@ async fn items_7_11_a_new_init_gets_a_new_map_uri_and_the_old_one_stays() {
     assert_eq!(server.post("/ingest/cam", vp9.file.clone()).await.status, StatusCode::OK);
     let text = server.get("/live/cam/index.m3u8").await.text();
     let after = text.split("#EXT-X-DISCONTINUITY\n").nth(1).expect("a discontinuity");
-    assert!(after.starts_with("#EXT-X-MAP:URI=\"init1.mp4\"\n"), "{text}");
-    assert_eq!(server.get("/live/cam/init1.mp4").await.body, vp9.init);
-    assert_eq!(server.get("/live/cam/init.mp4").await.body, h264.init);
-    assert_eq!(server.get("/live/cam/init2.mp4").await.status, StatusCode::NOT_FOUND);
+    let (old, new) = (playlists::InitName::of(&h264.init), playlists::InitName::of(&vp9.init));
+    assert_ne!(old, new);
+    assert!(after.starts_with(&format!("#EXT-X-MAP:URI=\"{new}\"\n")), "{text}");
+    // Every init the playlist names is served, with its own bytes, immutable.
+    for map in lines(&text, "#EXT-X-MAP:URI=") {
+        let name = map.split('"').nth(1).unwrap();
+        let r = server.get(&format!("/live/cam/{name}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{name}");
+        assert_eq!(r.header("cache-control").as_deref(), Some("public, max-age=31536000, immutable"));
+    }
+    assert_eq!(server.get(&format!("/live/cam/{new}")).await.body, vp9.init);
+    assert_eq!(server.get(&format!("/live/cam/{old}")).await.body, h264.init);
+    assert_eq!(server.get("/live/cam/init.mp4").await.body, vp9.init, "init.mp4 is the newest");
+    for gone in ["init1.mp4", "init2.mp4"] {
+        assert_eq!(server.get(&format!("/live/cam/{gone}")).await.status, StatusCode::NOT_FOUND);
+    }
     let api: serde_json::Value = serde_json::from_slice(&server.get("/api/streams/cam").await.body).unwrap();
     assert!(api["codecs"].as_str().unwrap().starts_with("vp09"), "{api}");
+    // The same init again, on a re-created stream under the same id: the same name, the same bytes; the other
+    // init's name is not served with these bytes.
+    assert_eq!(server.send(server.client.delete(server.url("/ingest/cam")), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(server.post("/ingest/cam", h264.file.clone()).await.status, StatusCode::OK);
+    let text = server.get("/live/cam/index.m3u8").await.text();
+    assert_eq!(lines(&text, "#EXT-X-MAP:URI="), [format!("#EXT-X-MAP:URI=\"{old}\"").as_str()], "{text}");
+    assert_eq!(server.get(&format!("/live/cam/{old}")).await.body, h264.init);
+    assert_eq!(server.get(&format!("/live/cam/{new}")).await.status, StatusCode::NOT_FOUND);
 }
 
 #[actix_web::test]

@@ -222,7 +222,8 @@ async fn items_44_45_46_49_50_51_delta_update() {
     assert_eq!(first_listed, format!("s{}.mp4", first + k));
     // 11: the map is repeated after the skip.
     let after_skip = delta.split("#EXT-X-SKIP").nth(1).unwrap();
-    assert!(after_skip.contains("#EXT-X-MAP:URI=\"init.mp4\""));
+    let map = format!("#EXT-X-MAP:URI=\"{}\"", playlists::InitName::of(&Media::h264().init));
+    assert!(after_skip.contains(&map), "{delta}");
     // The delta lists the same tail as the full playlist.
     let tail = |t: &str| t.lines().rev().take(10).map(str::to_owned).collect::<Vec<_>>();
     assert_eq!(tail(&delta), tail(&full));
@@ -299,10 +300,21 @@ async fn segments_are_their_parts_and_media_has_etags_head_and_304() {
     let parts: Vec<u8> = (5..10).flat_map(|i| media.fragment(i).to_vec()).collect();
     assert_eq!(seg.body.to_vec(), parts);
     assert_eq!(seg.header("content-length"), Some(parts.len().to_string()));
-    let init = server.get("/live/cam/init.mp4").await;
+    // The init is fetched by the name the playlist gives it, as a player does.
+    let text = server.get("/live/cam/index.m3u8").await.text();
+    let map = lines(&text, "#EXT-X-MAP:URI=")[0];
+    let init_path = format!("/live/cam/{}", map.split('"').nth(1).unwrap());
+    let init = server.get(&init_path).await;
     assert_eq!(init.body, media.init);
     assert_eq!(init.header("content-type").as_deref(), Some("video/mp4"));
-    for path in ["/live/cam/p1.1.mp4", "/live/cam/s1.mp4", "/live/cam/init.mp4"] {
+    assert_eq!(init.header("cache-control").as_deref(), Some("public, max-age=31536000, immutable"));
+    // `init.mp4`, for tools that guess it: the newest init, briefly cacheable, pointing at its own name.
+    let current = server.get("/live/cam/init.mp4").await;
+    assert_eq!(current.body, media.init);
+    assert_eq!(current.header("cache-control").as_deref(), Some("public, max-age=2"));
+    assert_eq!(current.header("content-location").as_deref(), Some(&init_path["/live/cam/".len()..]));
+    assert_eq!(current.header("etag"), init.header("etag"));
+    for path in ["/live/cam/p1.1.mp4", "/live/cam/s1.mp4", init_path.as_str(), "/live/cam/init.mp4"] {
         let first = server.get(path).await;
         let etag = first.header("etag").expect("etag");
         let again = server

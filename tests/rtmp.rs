@@ -511,7 +511,7 @@ async fn serve_takes_rtmp_beside_http_and_shutdown_ends_both() {
         pin_workers: false,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let listeners = playlists_actors::Listeners { http, rtmp: Some(rtmp) };
+    let listeners = playlists_actors::Listeners { http, tls: None, rtmp: Some(rtmp) };
     let server = actix_rt::spawn(playlists_actors::serve(config, listeners, async move {
         let _ = stopped.await;
     }));

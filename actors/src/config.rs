@@ -39,6 +39,9 @@ pub enum ConfigError {
     /// cannot be read or holds such a line.
     #[error("{0}")]
     Key(String),
+    /// TLS settings that do not go together.
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// `playlists`: a Low-Latency HLS origin. Encoders push fragmented MP4 to /ingest/{stream}; players read
@@ -54,6 +57,16 @@ pub struct Config {
     /// Address to listen on [default: 127.0.0.1:8080]; 0.0.0.0:8080 to publish.
     #[arg(long, env = "PLAYLISTS_BIND")]
     pub bind: Option<SocketAddr>,
+    /// Address of the HTTPS listener (HTTP/2 and HTTP/1.1), when --tls-cert and --tls-key are given [default:
+    /// 127.0.0.1:8443]; the plain listener on --bind stays.
+    #[arg(long, env = "PLAYLISTS_TLS_BIND")]
+    pub tls_bind: Option<SocketAddr>,
+    /// PEM certificate chain (leaf first) for HTTPS; read again when the file changes and at SIGHUP.
+    #[arg(long, env = "PLAYLISTS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "PLAYLISTS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Address of the RTMP listener (publish to rtmp://HOST/live/{stream}) [default: 127.0.0.1:1935].
     #[arg(long, env = "PLAYLISTS_RTMP_BIND")]
     pub rtmp_bind: Option<SocketAddr>,
@@ -137,6 +150,9 @@ impl Config {
         Config {
             config: self.config,
             bind: self.bind.or(base.bind),
+            tls_bind: self.tls_bind.or(base.tls_bind),
+            tls_cert: self.tls_cert.or(base.tls_cert),
+            tls_key: self.tls_key.or(base.tls_key),
             rtmp_bind: self.rtmp_bind.or(base.rtmp_bind),
             no_rtmp: self.no_rtmp || base.no_rtmp,
             ingest_keys: if self.ingest_keys.is_empty() { base.ingest_keys } else { self.ingest_keys },
@@ -163,6 +179,17 @@ impl Config {
     /// The address to listen on.
     pub fn bind(&self) -> SocketAddr {
         self.bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    /// The HTTPS listener's address and its certificate and key files, if HTTPS is wanted.
+    pub fn tls(&self) -> Result<Option<(SocketAddr, PathBuf, PathBuf)>, ConfigError> {
+        let bind = self.tls_bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443)));
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some((bind, cert.clone(), key.clone()))),
+            (None, None) if self.tls_bind.is_none() => Ok(None),
+            (None, None) => Err(ConfigError::Tls("--tls-bind needs --tls-cert and --tls-key".into())),
+            _ => Err(ConfigError::Tls("--tls-cert and --tls-key go together".into())),
+        }
     }
 
     /// The address of the RTMP listener, unless it is turned off.
@@ -289,6 +316,22 @@ mod tests {
         let file: Config = toml::from_str("no_rtmp = true\ningest_keys = [\"a=b\"]\n").unwrap();
         assert_eq!(file.rtmp_bind(), None);
         assert_eq!(file.serve_config().unwrap().engine.auth.keys.len(), 1);
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_its_key() {
+        assert!(Config::default().tls().unwrap().is_none());
+        let both = Config::parse_from(["playlists", "--tls-cert", "c.pem", "--tls-key", "k.pem"]);
+        let (bind, cert, key) = both.tls().unwrap().unwrap();
+        assert_eq!(
+            (bind, cert.to_str(), key.to_str()),
+            ("127.0.0.1:8443".parse().unwrap(), Some("c.pem"), Some("k.pem"))
+        );
+        assert!(Config::try_parse_from(["playlists", "--tls-cert", "c.pem"]).is_err(), "clap: the key is required");
+        let file: Config = toml::from_str("tls_cert = \"c.pem\"\n").unwrap();
+        assert!(file.tls().is_err(), "a file with a certificate and no key");
+        let bind_only: Config = toml::from_str("tls_bind = \"0.0.0.0:443\"\n").unwrap();
+        assert!(bind_only.tls().is_err());
     }
 
     #[test]

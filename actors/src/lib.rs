@@ -15,6 +15,7 @@
 //! - [`config`]: the one `Config` (CLI, environment, TOML file).
 //! - [`demo`]: the built-in demo stream, a committed fixture looped at real-time pace.
 //! - [`pinning`]: one CPU per HTTP worker (`--pin-workers`).
+//! - [`tls`]: the TLS listener's certificate, reloaded without a restart.
 //!
 //! # Embedding
 //!
@@ -39,6 +40,7 @@ pub mod publisher;
 pub mod registry;
 pub mod status;
 pub mod stream;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -265,6 +267,20 @@ fn spawn_sampler(state: std::sync::Weak<AppState>) {
     });
 }
 
+/// Reloads the TLS certificate whenever its files change, for as long as the server runs; a pair that cannot be
+/// used is logged once per change, and the pair before stays in service.
+async fn watch_certificates(certificates: Arc<tls::Certificates>) {
+    let mut every = actix::clock::interval(CERTIFICATE_POLL);
+    loop {
+        every.tick().await;
+        match certificates.reload_if_changed() {
+            Ok(true) => tracing::info!(cert = %certificates.paths().0.display(), "TLS certificate reloaded"),
+            Ok(false) => {}
+            Err(e) => tracing::error!("TLS certificate not reloaded, the one before stays in service: {e}"),
+        }
+    }
+}
+
 fn stopped() -> PublishError {
     PublishError::Unavailable("the stream's actor failed while publishing; retry".into())
 }
@@ -285,20 +301,41 @@ pub struct ServeConfig {
     pub pin_workers: bool,
 }
 
-/// The sockets [`serve`] listens on: HTTP, and RTMP if wanted (`From<TcpListener>`: HTTP alone).
+/// The sockets [`serve`] listens on: HTTP, HTTPS and RTMP if wanted (`From<TcpListener>`: HTTP alone).
 #[derive(Debug)]
 pub struct Listeners {
-    /// HTTP: ingest, playback, status.
+    /// Plain HTTP: ingest, playback, status; HTTP/1.1, and HTTP/2 for clients that start with its preface (h2c).
     pub http: std::net::TcpListener,
+    /// HTTPS: the same routes over TLS, HTTP/2 or HTTP/1.1 by ALPN.
+    pub tls: Option<TlsListener>,
     /// RTMP publishing ([`ingest::rtmp`]).
     pub rtmp: Option<std::net::TcpListener>,
 }
 
+/// A TLS listener and the certificates it serves.
+#[derive(Debug)]
+pub struct TlsListener {
+    /// The socket.
+    pub listener: std::net::TcpListener,
+    /// The certificate and key; [`serve`] reloads them when their files change, and the caller may
+    /// [`reload`](tls::Certificates::reload) them at any time (the binary does at SIGHUP).
+    pub certificates: Arc<tls::Certificates>,
+}
+
 impl From<std::net::TcpListener> for Listeners {
     fn from(http: std::net::TcpListener) -> Self {
-        Self { http, rtmp: None }
+        Self { http, tls: None, rtmp: None }
     }
 }
+
+/// HTTP/2 flow-control windows, per stream and per connection: what a client may send before the server reads.
+/// Players send almost nothing; an encoder pushing over h2 sends a part at a time (tens of KB at 1.5 Mbit/s, a
+/// few MB at most), so one stream window holds a large part, and the connection window a few streams' worth.
+const H2_STREAM_WINDOW: u32 = 1 << 20;
+const H2_CONNECTION_WINDOW: u32 = 4 << 20;
+
+/// How often the TLS certificate's files are checked for a change.
+const CERTIFICATE_POLL: Duration = Duration::from_secs(1);
 
 /// Runs the server on `listeners` until `shutdown` resolves; then stops RTMP sessions (each publishes what it
 /// has), ends every stream (`EXT-X-ENDLIST`, so held requests are answered), stops accepting, and drains
@@ -308,7 +345,7 @@ pub async fn serve(
     listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()> + 'static,
 ) -> std::io::Result<()> {
-    let Listeners { http: listener, rtmp } = listeners.into();
+    let Listeners { http: listener, tls, rtmp } = listeners.into();
     let pinning = config
         .pin_workers
         .then(pinning::Pinning::new)
@@ -332,11 +369,20 @@ pub async fn serve(
         App::new().configure(routes.clone())
     })
     .disable_signals()
-    .shutdown_timeout(config.shutdown_timeout.as_secs().max(1));
+    .shutdown_timeout(config.shutdown_timeout.as_secs().max(1))
+    .h2_initial_window_size(H2_STREAM_WINDOW)
+    .h2_initial_connection_window_size(H2_CONNECTION_WINDOW);
     if config.workers > 0 {
         server = server.workers(config.workers);
     }
-    let server = server.listen(listener)?.run();
+    server = server.listen_auto_h2c(listener)?;
+    let mut watcher = None;
+    if let Some(TlsListener { listener, certificates }) = tls {
+        let tls_config = certificates.server_config().map_err(std::io::Error::other)?;
+        server = server.listen_rustls_0_23(listener, tls_config)?;
+        watcher = Some(actix::spawn(watch_certificates(certificates)));
+    }
+    let server = server.run();
     let handle = server.handle();
     let (stop_rtmp, rtmp_stopping) = tokio::sync::watch::channel(false);
     if let Some(rtmp) = rtmp {
@@ -360,5 +406,9 @@ pub async fn serve(
         actix::clock::sleep(Duration::from_millis(100)).await;
         handle.stop(true).await;
     });
-    server.await
+    let served = server.await;
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
+    served
 }

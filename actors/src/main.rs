@@ -1,8 +1,12 @@
 //! The `playlists` binary: `cargo run --release` serves 127.0.0.1:8080 with the demo stream `demo`.
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use clap::Parser;
 use playlists_actors::config::Config;
+use playlists_actors::tls::Certificates;
+use playlists_actors::TlsListener;
 use tracing_subscriber::EnvFilter;
 
 #[actix_web::main]
@@ -29,10 +33,40 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
-    let listeners = playlists_actors::Listeners { http: listener, rtmp };
+    let tls = match config.tls()? {
+        Some((addr, cert, key)) => {
+            let certificates =
+                Arc::new(Certificates::load(&cert, &key).with_context(|| format!("--tls-cert {}", cert.display()))?);
+            let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr} for HTTPS"))?;
+            tracing::info!("listening on https://{addr} (HTTP/2 and HTTP/1.1)");
+            reload_at_sighup(Arc::clone(&certificates));
+            Some(TlsListener { listener, certificates })
+        }
+        None => None,
+    };
+    let listeners = playlists_actors::Listeners { http: listener, tls, rtmp };
     playlists_actors::serve(serve, listeners, shutdown_signal()).await.context("serving")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reads the TLS certificate again at every SIGHUP (what certbot's deploy hooks send).
+fn reload_at_sighup(certificates: Arc<Certificates>) {
+    #[cfg(unix)]
+    actix_web::rt::spawn(async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => return tracing::error!("cannot listen for SIGHUP: {e}"),
+        };
+        while hup.recv().await.is_some() {
+            match certificates.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                Err(e) => tracing::error!("SIGHUP: TLS certificate not reloaded, the one before stays in service: {e}"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = certificates;
 }
 
 /// Resolves at SIGINT or SIGTERM.

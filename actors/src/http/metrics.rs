@@ -41,7 +41,7 @@ pub enum Route {
     Part,
     /// `/live/{stream}/s{msn}.mp4`.
     Segment,
-    /// `/live/{stream}/init.mp4`.
+    /// `/live/{stream}/init-{hash}.mp4`, and `init.mp4` (the newest init).
     Init,
     /// `/live/{group}/master.m3u8`.
     Master,

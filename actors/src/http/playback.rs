@@ -4,7 +4,6 @@
 //! answered with the `Bytes` rendered once when the part was published (already gzipped if the player accepts
 //! it); the hinted next part is held the same way.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use actix_web::body::SizedStream;
@@ -12,13 +11,14 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use playlists::playlists::Stream;
-use playlists::{Error, PlaylistRequest, Position, Skip, StreamId};
+use playlists::{Error, InitName, PlaylistRequest, Position, Skip, StreamId};
 
 use super::{ApiError, AppState};
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const MEDIA_TYPE: &str = "video/mp4";
-/// Parts and segments never change under their URL for the life of a stream.
+/// Parts and segments never change under their URL for the life of a stream, nor inits under theirs ever (they are
+/// named by their bytes, see [`InitName`]).
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// What a path under `/live/` names.
@@ -27,7 +27,10 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 pub enum Resource {
     Playlist,
     Master,
-    Init(u32),
+    /// `init-{hash}.mp4`, as `EXT-X-MAP` names it.
+    Init(InitName),
+    /// `init.mp4`: the stream's newest init, for tools that guess the name (see [`CacheHeaders`]).
+    CurrentInit,
     Part(Position),
     Segment(u64),
 }
@@ -42,14 +45,14 @@ pub fn parse_resource(file: &str) -> Option<Resource> {
     match file {
         "index.m3u8" => return Some(Resource::Playlist),
         "master.m3u8" => return Some(Resource::Master),
-        "init.mp4" => return Some(Resource::Init(0)),
+        "init.mp4" => return Some(Resource::CurrentInit),
         _ => {}
     }
-    let stem = file.strip_suffix(".mp4")?;
-    if let Some(version) = stem.strip_prefix("init") {
-        // `init0.mp4` is not a name the playlists use: version 0 is `init.mp4`.
-        return parse_number(version).filter(|v| *v > 0).map(Resource::Init);
+    if file.starts_with("init") {
+        // The numbered names of earlier versions (`init1.mp4`, ...) are gone with the server that made them.
+        return InitName::parse(file).map(Resource::Init);
     }
+    let stem = file.strip_suffix(".mp4")?;
     if let Some(p) = stem.strip_prefix('p') {
         let (msn, part) = p.split_once('.')?;
         return Some(Resource::Part(Position::new(parse_number(msn)?, parse_number(part)?)));
@@ -96,12 +99,18 @@ async fn media_resource(
     resource: Resource,
 ) -> Result<(HttpResponse, u64), ApiError> {
     match resource {
-        Resource::Init(version) => {
-            let init = stream.init_version(version).ok_or(ApiError::NotFound("no such init segment"))?;
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            init.hash(&mut h);
-            let etag = format!("\"{}-i{:x}\"", stream.generation(), h.finish());
-            Ok(media(req, etag, state.cache.init.clone(), vec![init]))
+        Resource::Init(name) => {
+            let init = stream.init_named(name).ok_or(ApiError::NotFound("no such init segment"))?;
+            Ok(media(req, init_etag(name), HeaderValue::from_static(IMMUTABLE), vec![init]))
+        }
+        Resource::CurrentInit => {
+            let (name, init) = stream.init().ok_or(ApiError::NotFound("no init segment yet"))?;
+            let (mut resp, len) = media(req, init_etag(name), state.cache.current_init.clone(), vec![init]);
+            // Where the same bytes live for good (relative to this URL).
+            if let Ok(location) = HeaderValue::from_str(&name.to_string()) {
+                resp.headers_mut().insert(header::CONTENT_LOCATION, location);
+            }
+            Ok((resp, len))
         }
         Resource::Part(position) => {
             let answer = stream.part_answer(position, stream.blocking_timeout()).await?;
@@ -126,6 +135,11 @@ async fn media_resource(
         }
         Resource::Playlist | Resource::Master => Err(ApiError::NotFound("no such resource")),
     }
+}
+
+/// An init's ETag: its name's bits, which follow from its bytes, so the same for every URL and stream serving them.
+fn init_etag(name: InitName) -> String {
+    format!("\"i{:016x}\"", name.bits())
 }
 
 /// A playlist, with the body length for the stream's counters.
@@ -167,8 +181,10 @@ pub struct CacheHeaders {
     blocking: HeaderValue,
     /// A plain reload: half a target duration.
     plain: HeaderValue,
-    /// An init segment: one target duration (a stream re-created under the same id starts its init URIs over).
-    init: HeaderValue,
+    /// `init.mp4`, the stream's newest init under a name that is not its own: one target duration. Players take
+    /// the init's name from `EXT-X-MAP` (`init-{hash}.mp4`, immutable); `init.mp4` is answered for tools that guess
+    /// it, and changes whenever the encoder sends another init or the stream is re-created.
+    current_init: HeaderValue,
 }
 
 impl CacheHeaders {
@@ -177,7 +193,7 @@ impl CacheHeaders {
         let max_age = |secs: u64| {
             HeaderValue::from_str(&format!("public, max-age={secs}")).unwrap_or(HeaderValue::from_static("no-store"))
         };
-        Self { blocking: max_age(6 * td), plain: max_age((td / 2).max(1)), init: max_age(td) }
+        Self { blocking: max_age(6 * td), plain: max_age((td / 2).max(1)), current_init: max_age(td) }
     }
 }
 
@@ -221,9 +237,13 @@ mod tests {
     #[test]
     fn resources_are_parsed_strictly() {
         assert_eq!(parse_resource("index.m3u8"), Some(Resource::Playlist));
-        assert_eq!(parse_resource("init.mp4"), Some(Resource::Init(0)));
-        assert_eq!(parse_resource("init3.mp4"), Some(Resource::Init(3)));
-        assert_eq!(parse_resource("init0.mp4"), None);
+        assert_eq!(parse_resource("init.mp4"), Some(Resource::CurrentInit));
+        let name = InitName::of(b"init");
+        assert_eq!(parse_resource(&name.to_string()), Some(Resource::Init(name)));
+        assert_eq!(parse_resource("init-bb54068aea85faa7.mp4"), Some(Resource::Init(name)));
+        for gone in ["init0.mp4", "init1.mp4", "init3.mp4", "init-BB54068AEA85FAA7.mp4", "init-bb54068a.mp4"] {
+            assert_eq!(parse_resource(gone), None, "{gone}");
+        }
         assert_eq!(parse_resource("p12.3.mp4"), Some(Resource::Part(Position::new(12, 3))));
         assert_eq!(parse_resource("s7.mp4"), Some(Resource::Segment(7)));
         for bad in ["p1.mp4", "p-1.0.mp4", "p+1.0.mp4", "s.mp4", "s1.m4s", "p1.2.3.mp4", "x.mp4", "p1.99999999999.mp4"]
