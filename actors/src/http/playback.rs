@@ -25,7 +25,8 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// What a path under `/live/` names.
 #[derive(Debug, PartialEq, Eq)]
-enum Resource {
+#[doc(hidden)] // public for the fuzz targets in fuzz/ only
+pub enum Resource {
     Playlist,
     Master,
     /// `init-{hash}.mp4`, as `EXT-X-MAP` names it.
@@ -41,7 +42,8 @@ fn parse_number<T: std::str::FromStr>(s: &str) -> Option<T> {
     (!s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
 }
 
-fn parse_resource(file: &str) -> Option<Resource> {
+#[doc(hidden)] // public for the fuzz targets in fuzz/ only
+pub fn parse_resource(file: &str) -> Option<Resource> {
     match file {
         "index.m3u8" => return Some(Resource::Playlist),
         "master.m3u8" => return Some(Resource::Master),

@@ -521,6 +521,53 @@ async fn run(state: Arc<AppState>, session: Session, mut messages: actix_ws::Agg
     metrics.ws_session(false);
 }
 
+/// The client side of a session without the socket, for the fuzz targets in `fuzz/` (not an API).
+#[doc(hidden)]
+pub mod fuzzing {
+    /// A session's settings, changed by client messages as a session changes them.
+    #[derive(Debug, Default)]
+    pub struct Control(super::Filter);
+
+    impl Control {
+        /// Applies one client text message.
+        pub fn apply(&mut self, text: &str) -> Result<(), String> {
+            self.0.apply(text)
+        }
+
+        /// The `subscription` message that answers a valid one.
+        pub fn describe(&self) -> serde_json::Value {
+            self.0.describe()
+        }
+
+        /// Whether events of the stream `name` pass.
+        pub fn wants_stream(&self, name: &str) -> bool {
+            self.0.wants_stream(name)
+        }
+
+        /// Whether messages of type `kind` pass.
+        pub fn wants_kind(&self, kind: &str) -> bool {
+            self.0.wants_kind(kind)
+        }
+    }
+
+    /// The frame-header guard in front of actix-ws.
+    #[derive(Debug, Default)]
+    pub struct Frames(super::FrameGuard);
+
+    impl Frames {
+        /// Passes the next bytes of the client's stream; `Err` carries the declared length of a refused frame.
+        pub fn check(&mut self, bytes: &[u8]) -> Result<(), u64> {
+            self.0.check(bytes)
+        }
+    }
+
+    /// The largest frame the guard lets through.
+    pub const MAX_MESSAGE: usize = super::MAX_MESSAGE;
+
+    /// Every event type a client may name.
+    pub const KINDS: [&str; 8] = super::KINDS;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
