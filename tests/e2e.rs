@@ -606,28 +606,28 @@ async fn hlsjs_plays_over_https_with_http2() {
     origin.wait_ready(stream, &mut ffmpeg).await;
     let url = format!("{}/live/{stream}/index.m3u8", origin.https.as_deref().unwrap());
 
-    let mut curl = Command::new("curl");
-    curl.args(["--http2", "-sS", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", "--max-time", "10"])
-        .arg("--cacert")
-        .arg(&cert)
-        .arg(&url);
-    let (status, out, err) = Proc::spawn("curl --http2", curl).finish(Duration::from_secs(20)).await;
-    assert!(status.success(), "curl --http2 {url}: {err}");
-    assert_eq!(out.trim(), "2 200", "curl sees HTTP/2 and the playlist (verifying the certificate)");
-    // The request-size limits over h2 (README "Limits"): a query over 2 KiB is 414, headers over 16 KiB 431.
-    let long_query = format!("{url}?x={}", "q".repeat(3000));
-    let big_header = format!("X-Big: {}", "h".repeat(20_000));
-    for (extra, want) in
-        [(vec![long_query.as_str()], "2 414"), (vec!["-H", big_header.as_str(), url.as_str()], "2 431")]
-    {
+    // `curl --http2`, verifying the certificate: "{http_version} {http_code}".
+    let curl_h2 = |args: Vec<&str>| {
         let mut curl = Command::new("curl");
         curl.args(["--http2", "-sS", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", "--max-time", "10"])
             .arg("--cacert")
             .arg(&cert)
-            .args(&extra);
-        let (status, refused, err) = Proc::spawn("curl --http2", curl).finish(Duration::from_secs(20)).await;
-        assert!(status.success(), "curl --http2 {extra:?}: {err}");
-        assert_eq!(refused.trim(), want, "a request over a size limit, over h2");
+            .args(&args);
+        let what = format!("curl --http2 {args:?}");
+        async move {
+            let (status, out, err) = Proc::spawn("curl --http2", curl).finish(Duration::from_secs(20)).await;
+            assert!(status.success(), "{what}: {err}");
+            out
+        }
+    };
+    let out = curl_h2(vec![url.as_str()]).await;
+    assert_eq!(out.trim(), "2 200", "curl sees HTTP/2 and the playlist (verifying the certificate)");
+    // The request-size limits over h2 (README "Limits"): a query over 2 KiB is 414, headers over 16 KiB 431.
+    let long_query = format!("{url}?x={}", "q".repeat(3000));
+    let big_header = format!("X-Big: {}", "h".repeat(20_000));
+    for (args, want) in [(vec![long_query.as_str()], "2 414"), (vec!["-H", big_header.as_str(), url.as_str()], "2 431")]
+    {
+        assert_eq!(curl_h2(args).await.trim(), want, "a request over a size limit, over h2");
     }
 
     let mut r = play(&url, 20).await;
