@@ -97,4 +97,20 @@ ffmpeg -hide_banner -nostdin -loglevel error -y \
   -c:v libsvtav1 -preset 12 -g 30 -b:v 150k -pix_fmt yuv420p \
   -t 2 -f mp4 -movflags empty_moov+default_base_moof+frag_keyframe "$out/av1.mp4"
 
+# The ABR ladder of tests/abr.rs: ONE ffmpeg process, one input, four outputs as four separate uploads would carry
+# them (issue 11): three video-only renditions with the same 1 s GOP and one audio-only rendition, all on the
+# input's timeline, so their decode times line up.
+mp4flags=(-f mp4 -movflags empty_moov+delay_moov+default_base_moof+frag_keyframe+skip_trailer -frag_duration 200000)
+ffmpeg -hide_banner -nostdin -loglevel warning -y \
+  -f lavfi -i testsrc2=size=320x180:rate=30 \
+  -f lavfi -i sine=frequency=440:beep_factor=4:sample_rate=48000 \
+  -filter_complex '[0:v]split=3[a][b][c];[b]scale=256:144[b2];[c]scale=160:90[c2]' \
+  -map '[a]' -c:v libx264 -preset veryfast -tune zerolatency -pix_fmt yuv420p -g 30 -keyint_min 30 -sc_threshold 0 \
+  -b:v 200k -t 5 "${mp4flags[@]}" "$out/ladder_v180.mp4" \
+  -map '[b2]' -c:v libx264 -preset veryfast -tune zerolatency -pix_fmt yuv420p -g 30 -keyint_min 30 -sc_threshold 0 \
+  -b:v 120k -t 5 "${mp4flags[@]}" "$out/ladder_v144.mp4" \
+  -map '[c2]' -c:v libx264 -preset veryfast -tune zerolatency -pix_fmt yuv420p -g 30 -keyint_min 30 -sc_threshold 0 \
+  -b:v 60k -t 5 "${mp4flags[@]}" "$out/ladder_v90.mp4" \
+  -map 1:a -c:a aac -ar 48000 -ac 2 -b:a 64k -t 5 "${mp4flags[@]}" "$out/ladder_audio.mp4"
+
 ls -l "$out"

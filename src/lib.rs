@@ -18,6 +18,8 @@
 //! - [`init_name`]: [`InitName`], an init segment's URI (`init-{16 hex digits}.mp4`), named by its bytes so that
 //!   it can be cached as immutably as a part.
 //! - [`manifest`]: [`M3u8Manifest`], segment/part rollover and LL-HLS rendering as a pure function of its state.
+//! - [`timeline`]: the segment boundaries a group's renditions share, so that one MSN covers the same media
+//!   (and carries the same date) in every rendition.
 //! - [`playlists`]: [`Playlists`], which ties the caches together, tracks live streams and owns each stream's
 //!   position watch that wakes held requests.
 //! - [`fmp4`]: an incremental, zero-copy ISO-BMFF splitter (init segments, fragments, durations, codecs, sample
@@ -41,6 +43,7 @@ pub mod options;
 pub mod playlists;
 pub mod position;
 pub mod stream_id;
+pub mod timeline;
 
 pub use chunk_cache::ChunkCache;
 pub use error::{Error, Result};

@@ -21,6 +21,10 @@
 //!   forced cuts, reported as [`Warning::ForcedCut`]. Judging by `PART-TARGET` rather than by the part at hand
 //!   cuts at most one part early, and lets the preload hint announce the cut before the part arrives.
 //!
+//! A rendition of a group is pushed with [`M3u8Manifest::push_at`] instead: its group's timeline
+//! ([`crate::timeline`]) decides where its segments start, so that every rendition cuts at the same media times;
+//! only a discontinuity or a forced cut overrides it.
+//!
 //! # Preload hint
 //!
 //! [`M3u8Manifest::next_part`] names part 0 of the next segment when a forced cut is due, or when the open
@@ -40,7 +44,9 @@
 //! # Durations
 //!
 //! Part durations are shown rounded to the millisecond, and a segment's `EXTINF` is the sum of its parts' shown
-//! durations, so the two always agree in the text. Media time (the window, the part window, the skip boundary
+//! durations, so the two always agree in the text; except between two boundaries of a group's timeline, where it
+//! is their distance, so that it reads the same in every rendition (an audio rendition's parts then add up to it
+//! within an audio frame). Media time (the window, the part window, the skip boundary
 //! and `PROGRAM-DATE-TIME`) uses the exact durations.
 
 use std::collections::VecDeque;
@@ -49,6 +55,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::init_name::InitName;
 use crate::options::Options;
 use crate::position::{Edge, Position};
+use crate::timeline::Placement;
 
 /// One part as its producer describes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +112,14 @@ pub enum Warning {
         /// Its duration.
         duration: Duration,
     },
+    /// A rendition of a group started a segment under another MSN than the group's timeline gives that media
+    /// (it missed a boundary, see [`crate::timeline`]): rendition switches at this segment land on other media.
+    Misaligned {
+        /// The MSN this rendition gave the segment.
+        msn: u64,
+        /// The MSN of the group's segment at that media time.
+        group_msn: u64,
+    },
     /// The first GOP was longer than the configured target duration: the stream's target duration was raised to
     /// fit it (up to `Options::max_target_duration`), and is fixed from now on.
     TargetDurationRaised {
@@ -154,6 +169,8 @@ struct Segment {
     date: SystemTime,
     /// The init segment its parts need (`EXT-X-MAP`), if one was named.
     map: Option<InitName>,
+    /// Where it starts on its group's timeline (nanoseconds), when a group boundary started it.
+    group_at: Option<u64>,
 }
 
 impl Segment {
@@ -202,6 +219,10 @@ pub struct M3u8Manifest {
     /// encoder's keyframe cadence, which the preload hint relies on.
     last_independent: Option<u64>,
     gop_parts: Option<u64>,
+    /// The last segment a group boundary started had another MSN than the group's.
+    misaligned: bool,
+    /// The longest `PART-TARGET` of the renditions of the stream's group, which `PART-HOLD-BACK` covers.
+    group_part_target: Option<Duration>,
 }
 
 /// Segments capacity reserved up front beyond `max_window_segments` (the open one and one being dropped).
@@ -223,6 +244,7 @@ impl M3u8Manifest {
             discontinuity: false,
             date: UNIX_EPOCH,
             map: None,
+            group_at: None,
         };
         Self {
             target_duration: options.target_duration.max(1),
@@ -249,6 +271,8 @@ impl M3u8Manifest {
             anchor_start: Duration::ZERO,
             last_independent: None,
             gop_parts: None,
+            misaligned: false,
+            group_part_target: None,
         }
     }
 
@@ -281,6 +305,28 @@ impl M3u8Manifest {
     /// The stream's owner refuses parts once the stream has ended ([`crate::Error::StreamEnded`]); should one
     /// arrive anyway, the manifest resumes live and starts a new segment with a discontinuity rather than panic.
     pub fn push(&mut self, part: PartMeta) -> Pushed {
+        self.push_at(part, None)
+    }
+
+    /// Whether [`push`](Self::push) would start a new segment with `part` by the stream's own rules.
+    pub fn would_cut(&self, part: &PartMeta) -> bool {
+        self.open.parts > 0
+            && (part.discontinuity
+                || self.ended
+                || (part.independent && self.open.duration >= self.min_segment)
+                || self.must_cut(round_ms(part.duration)))
+    }
+
+    /// The MSN of the open segment, once it has a part.
+    pub fn open_msn(&self) -> Option<u64> {
+        (self.open.parts > 0).then_some(self.open.msn)
+    }
+
+    /// [`push`](Self::push), where the group's timeline decides the rollover ([`crate::timeline`]): with
+    /// [`Placement::Start`] the part starts a segment (the MSN the boundary gives when this is the stream's first
+    /// part, its date, and an `EXTINF` from the boundaries' distance), with [`Placement::Continue`] it does not
+    /// unless a discontinuity or a forced cut demands it. `None` follows the stream's own rules.
+    pub fn push_at(&mut self, part: PartMeta, placement: Option<Placement>) -> Pushed {
         let mut warnings = Vec::new();
         let mut discontinuity = part.discontinuity;
         if self.ended {
@@ -293,11 +339,22 @@ impl M3u8Manifest {
         if self.open.parts > 0 {
             let forced = self.must_cut(ms);
             let keyframe = part.independent && self.open.duration >= self.min_segment;
-            if discontinuity || keyframe || forced {
+            let (cut, boundary) = match placement {
+                None => (discontinuity || keyframe || forced, false),
+                Some(Placement::Start(b)) => {
+                    if let Some(from) = self.open.group_at.filter(|&from| b.at > from) {
+                        // The group's distance between the boundaries: the same text in every rendition.
+                        self.open.ms = round_ms(Duration::from_nanos(b.at - from));
+                    }
+                    (true, true)
+                }
+                Some(Placement::Continue) => (discontinuity || forced, false),
+            };
+            if cut {
                 self.longest_part = self.longest_part.max(part.duration);
                 let configured = self.target_duration;
                 let c = self.close();
-                if forced && !discontinuity && !keyframe {
+                if forced && !discontinuity && !keyframe && !boundary {
                     warnings.push(Warning::ForcedCut { msn: c.msn, duration: c.duration });
                 }
                 if self.target_duration > configured {
@@ -320,6 +377,23 @@ impl M3u8Manifest {
             }
             self.open.date = add_time(self.anchor_date, self.open.start - self.anchor_start);
             self.open.map = self.map;
+            self.open.group_at = None;
+            if let Some(Placement::Start(b)) = placement {
+                if self.parts_total == 0 {
+                    // The stream's first part joins the group's numbering (never below an MSN its id used).
+                    self.open.msn = self.open.msn.max(b.msn);
+                }
+                // Reported when it starts, not at every segment after it.
+                let misaligned = self.open.msn != b.msn;
+                if misaligned && !self.misaligned {
+                    warnings.push(Warning::Misaligned { msn: self.open.msn, group_msn: b.msn });
+                }
+                self.misaligned = misaligned;
+                self.open.date = b.date;
+                self.open.group_at = Some(b.at);
+                self.anchor_date = b.date;
+                self.anchor_start = self.open.start;
+            }
         }
 
         let position = Position::new(self.open.msn, self.open.parts);
@@ -369,6 +443,12 @@ impl M3u8Manifest {
         }
     }
 
+    /// Sets the longest `PART-TARGET` of the renditions of the stream's group: `PART-HOLD-BACK` is three times
+    /// the longest of it and the stream's own, so that every rendition advertises the same.
+    pub fn set_group_part_target(&mut self, longest: Option<Duration>) {
+        self.group_part_target = longest;
+    }
+
     /// The advertised `PART-TARGET`: fixed when the first segment closes.
     pub fn part_target(&self) -> Option<Duration> {
         self.part_target
@@ -409,6 +489,8 @@ impl M3u8Manifest {
         let skipped = if delta && !self.ended { self.skippable() } else { 0 };
         let td = u64::from(self.target_duration);
         let part_target = ceil_ms(self.part_target.unwrap_or(self.longest_part));
+        // The same PART-HOLD-BACK in every rendition of a group (checklist items 21 and 71).
+        let hold_back = part_target.max(self.group_part_target.map_or(0, ceil_ms));
 
         out.extend_from_slice(if skipped > 0 {
             b"#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:"
@@ -419,7 +501,7 @@ impl M3u8Manifest {
         out.extend_from_slice(b"\n#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=");
         put_u64(out, self.skip_boundary.as_secs());
         out.extend_from_slice(b".0,PART-HOLD-BACK=");
-        put_ms(out, part_target * 3);
+        put_ms(out, hold_back * 3);
         out.extend_from_slice(b",HOLD-BACK=");
         put_u64(out, 3 * td);
         out.extend_from_slice(b".0\n#EXT-X-PART-INF:PART-TARGET=");
@@ -595,6 +677,7 @@ impl M3u8Manifest {
             discontinuity: false,
             date: seg.date,
             map: seg.map,
+            group_at: None,
         };
         ClosedSegment { msn: seg.msn, duration: seg.duration, parts: seg.parts }
     }
@@ -1627,6 +1710,7 @@ s8.mp4
                     }
                     Warning::ForcedCut { .. } => forced += 1,
                     Warning::TargetDurationRaised { .. } => panic!("a first GOP of 5 parts fits 2 s"),
+                    Warning::Misaligned { .. } => panic!("no group here"),
                 }
             }
             if !m.can_render() {

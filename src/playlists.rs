@@ -17,13 +17,14 @@ use tokio::sync::watch;
 
 use crate::chunk_cache::{self, ChunkCache, Segment};
 use crate::error::Error;
-use crate::fmp4::{Fragment, Init};
+use crate::fmp4::{Fragment, Init, TrackKind};
 use crate::init_name::InitName;
 use crate::m3u8_cache::{self, Gzip, M3u8Cache, Rendered};
 use crate::manifest::{ClosedSegment, M3u8Manifest, PartMeta, RenditionReport, Warning};
 use crate::options::Options;
 use crate::position::{Decision, Edge, PlaylistRequest, Position};
 use crate::stream_id::StreamId;
+use crate::timeline::{nanos, nanos_to_ticks, ticks_to_nanos, Arrival, Placement, Timeline, UNRELATED};
 
 /// Segments' worth of rendered playlist versions kept per stream: enough for every request that is still being
 /// answered from a version that was just replaced.
@@ -154,6 +155,8 @@ pub struct Answer<T> {
 #[derive(Default)]
 struct Group {
     members: RwLock<Vec<(StreamId, Arc<Stream>)>>,
+    /// Where the renditions' segments start.
+    timeline: Timeline,
 }
 
 /// The writer's state of one stream, behind its lock.
@@ -169,6 +172,9 @@ struct Writer {
     info: StreamInfo,
     /// The compressor of every render of this stream.
     gzip: Gzip,
+    /// Nanoseconds added to this rendition's media time to put it on its group's timeline: 0 when it shares the
+    /// group's, else set from arrival time (see [`crate::timeline`]).
+    offset: i128,
 }
 
 /// One live stream: its rings, its watch and its writer state.
@@ -275,7 +281,7 @@ impl Stream {
             _ => false,
         };
         let meta = PartMeta { duration, independent: fragment.independent(), discontinuity: jump, wallclock: now };
-        let published = self.publish_locked(&mut w, fragment.bytes, meta)?;
+        let published = self.publish_locked(&mut w, fragment.bytes, meta, decode)?;
         w.next_decode = decode.map(|(base, ts)| (base.saturating_add(ticks(duration, ts)), ts));
         Ok(published)
     }
@@ -283,10 +289,18 @@ impl Stream {
     /// Publishes one part whose timing the caller already knows (the Rust API for embedding without fMP4 parsing).
     pub fn publish_part(&self, bytes: Bytes, meta: PartMeta) -> Result<Published, Error> {
         let mut w = self.writer();
-        self.publish_locked(&mut w, bytes, meta)
+        self.publish_locked(&mut w, bytes, meta, None)
     }
 
-    fn publish_locked(&self, w: &mut Writer, bytes: Bytes, mut meta: PartMeta) -> Result<Published, Error> {
+    /// Publishes one part; `decode` (its main track's decode time and timescale) places it on the group's
+    /// timeline when the stream is a rendition of a group.
+    fn publish_locked(
+        &self,
+        w: &mut Writer,
+        bytes: Bytes,
+        mut meta: PartMeta,
+        decode: Option<(u64, u32)>,
+    ) -> Result<Published, Error> {
         if w.manifest.is_ended() {
             return Err(Error::StreamEnded);
         }
@@ -309,7 +323,8 @@ impl Stream {
         let (duration, independent, discontinuity, now) =
             (meta.duration, meta.independent, meta.discontinuity, meta.wallclock);
         let size = bytes.len();
-        let pushed = w.manifest.push(meta);
+        let placement = self.place(w, decode, &meta);
+        let pushed = w.manifest.push_at(meta, placement);
         // The manifest only hands out positions that follow the last one, inside a segment's capacity.
         self.parts.publish(pushed.position, bytes)?;
         if let Some(closed) = &pushed.closed {
@@ -332,12 +347,71 @@ impl Stream {
         })
     }
 
+    /// Where the group's timeline puts a part of this rendition (see [`crate::timeline`]); `None` (the stream's own
+    /// rules) outside a group, for parts without a decode time, and for a discontinuity the timeline does not cut.
+    fn place(&self, w: &mut Writer, decode: Option<(u64, u32)>, meta: &PartMeta) -> Option<Placement> {
+        let group = self.group.as_ref()?;
+        let (base, timescale) = decode?;
+        let media = i128::from(ticks_to_nanos(base, timescale));
+        let first = w.info.parts == 0;
+        if first || meta.discontinuity {
+            // A timeline far from where the group is now is not the group's: put it there by arrival time.
+            w.offset = match group.timeline.now(meta.wallclock) {
+                Some(now) if i128::from(now).abs_diff(media) > u128::from(nanos(UNRELATED)) => i128::from(now) - media,
+                _ => 0,
+            };
+        }
+        let at = u64::try_from((media + w.offset).max(0)).unwrap_or(u64::MAX);
+        let video = w.init.as_ref().is_some_and(|(init, _)| init.tracks.iter().any(|t| t.kind == TrackKind::Video));
+        let arrival = Arrival {
+            at,
+            duration: meta.duration,
+            open: w.manifest.open_msn(),
+            wants_cut: w.manifest.would_cut(meta),
+            independent: meta.independent,
+            video,
+            wallclock: meta.wallclock,
+        };
+        match group.timeline.place(arrival, w.manifest.first_msn()) {
+            Placement::Continue if meta.discontinuity => None,
+            placement => Some(placement),
+        }
+    }
+
+    /// For a rendition without video in a group whose video is publishing: where `fragment` lies on the group's
+    /// timeline (start and end, nanoseconds) and the timeline itself, so that its publisher can wait for the video
+    /// and cut the fragment at the group's boundaries ([`Timeline::wait_video`], [`Timeline::boundaries_between`]).
+    pub fn follows_video(&self, fragment: &Fragment, now: SystemTime) -> Option<(u64, u64, &Timeline)> {
+        let group = self.group.as_ref()?;
+        let run = fragment.main_run()?;
+        if run.kind == TrackKind::Video || !group.timeline.video_publishing(now) {
+            return None;
+        }
+        let offset = self.writer().offset;
+        let on_group = |ticks: u64| {
+            u64::try_from((i128::from(ticks_to_nanos(ticks, run.timescale)) + offset).max(0)).unwrap_or(u64::MAX)
+        };
+        let start = on_group(run.base_decode_time);
+        let end = on_group(run.base_decode_time.saturating_add(run.duration));
+        Some((start, end, &group.timeline))
+    }
+
+    /// Media time on the group's timeline (nanoseconds) as ticks of this rendition's `timescale`.
+    pub fn group_to_ticks(&self, at: u64, timescale: u32) -> u64 {
+        let offset = self.writer().offset;
+        nanos_to_ticks(u64::try_from((i128::from(at) - offset).max(0)).unwrap_or(0), timescale)
+    }
+
     /// Renders the playlist in its four forms, stores it, then wakes the waiters.
     fn render(&self, w: &mut Writer, position: Position) {
         self.target_duration.store(w.manifest.target_duration(), Ordering::Relaxed);
         let edge = w.manifest.edge();
         w.info.edge = edge;
         w.info.part_target = edge.part_target;
+        if let Some(group) = &self.group {
+            let longest = group.timeline.part_target(w.manifest.part_target());
+            w.manifest.set_group_part_target(longest);
+        }
         if w.manifest.can_render() {
             let reports = self.reports();
             // Rendered straight into the buffers the version keeps, sized like the previous version.
@@ -647,6 +721,7 @@ impl Playlists {
                 open_bytes: 0,
                 info: StreamInfo { target_duration: self.options.target_duration, ..StreamInfo::default() },
                 gzip: Gzip::new(self.options.gzip_level),
+                offset: 0,
             }),
             group,
             publisher: AtomicU64::new(0),

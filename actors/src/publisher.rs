@@ -18,7 +18,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actix::Addr;
 use playlists::fmp4::{self, Fragment, Init, Item};
@@ -244,18 +244,40 @@ impl Publisher {
                 Ok(Vec::new())
             }
             Item::Fragment(fragment) => {
-                let mut pieces = self.cut(fragment)?.into_iter();
-                let Some(first) = pieces.next() else { return Ok(Vec::new()) };
-                let then: Vec<_> = pieces.collect();
-                let (paced, bytes) = (then.len() as u64, then.iter().map(|f| f.bytes.len() as u64).sum::<u64>());
-                let published = self.deliver(Item::Fragment(first), then).await?;
-                if published.is_some() {
-                    self.paced += paced;
-                    self.paced_bytes += bytes;
+                let mut all = Vec::new();
+                for aligned in self.align(fragment).await? {
+                    let mut pieces = self.cut(aligned)?.into_iter();
+                    let Some(first) = pieces.next() else { continue };
+                    let then: Vec<_> = pieces.collect();
+                    let (paced, bytes) = (then.len() as u64, then.iter().map(|f| f.bytes.len() as u64).sum::<u64>());
+                    let published = self.deliver(Item::Fragment(first), then).await?;
+                    if published.is_some() {
+                        self.paced += paced;
+                        self.paced_bytes += bytes;
+                    }
+                    all.extend(published);
                 }
-                Ok(published.into_iter().collect())
+                Ok(all)
             }
         }
+    }
+
+    /// A fragment of an audio rendition whose group has video publishing, cut where the group's segments start
+    /// (see [`playlists::timeline`]): it first waits, at most twice the part target, for the video to publish past
+    /// the fragment's end, since only video decides where segments start. Anything else comes back as it is.
+    async fn align(&self, fragment: Fragment) -> Result<Vec<Fragment>, PublishError> {
+        let Some(stream) = self.stream.upgrade() else { return Ok(vec![fragment]) };
+        let Some((start, end, timeline)) = stream.follows_video(&fragment, SystemTime::now()) else {
+            return Ok(vec![fragment]);
+        };
+        timeline.wait_video(end, self.publishers.max_part() * 2).await;
+        let boundaries = timeline.boundaries_between(start, end);
+        let Some(timescale) = fragment.main_run().map(|r| r.timescale).filter(|_| !boundaries.is_empty()) else {
+            return Ok(vec![fragment]);
+        };
+        let at: Vec<u64> = boundaries.iter().map(|&b| stream.group_to_ticks(b, timescale)).collect();
+        let init = self.current_init()?;
+        Ok(fmp4::refragment::split_at(fragment, &init, &at)?)
     }
 
     /// Parts of cut fragments handed to the stream's actor to publish at their media's pace.

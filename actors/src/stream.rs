@@ -256,6 +256,11 @@ impl StreamActor {
                     "segment {msn} cut at {:.3} s without a keyframe: the GOP is longer than the target duration",
                     duration.as_secs_f64()
                 ),
+                Warning::Misaligned { msn, group_msn } => format!(
+                    "segment {msn} holds the media of the group's segment {group_msn}: this rendition missed a segment \
+                     boundary (lost media, or keyframes not where the other renditions have them), so switching to \
+                     it lands on other media"
+                ),
                 Warning::TargetDurationRaised { gop, from, to } => format!(
                     "the first GOP lasts {:.3} s, longer than the target duration {from} s: this stream's target \
                      duration is {to} s, so that its segments start at keyframes (a GOP of at most {to} s keeps them so)",

@@ -12,7 +12,7 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use super::fragment::{Fragment, TrackSamples};
+use super::fragment::{Fragment, SampleTables, TrackSamples};
 use super::init::{Init, TrackKind};
 use super::writer::{write_moof_mdat, Run, SampleView};
 use crate::error::Error;
@@ -35,16 +35,7 @@ pub fn refragment(fragment: Fragment, init: &Init, max: Duration) -> Result<Vec<
     }
     let Some(main) = fragment.main_run().copied() else { return Ok(vec![fragment]) };
     let tables = fragment.sample_tables(init)?;
-    for (i, t) in tables.tracks.iter().enumerate() {
-        if tables.tracks[..i].iter().any(|o| o.track_id == t.track_id) {
-            return Err(Error::Malformed(format!("two trafs for track {} in one fragment", t.track_id)));
-        }
-    }
-    let main_index = tables
-        .tracks
-        .iter()
-        .position(|t| t.track_id == main.track_id)
-        .ok_or_else(|| Error::Malformed("main track without samples".into()))?;
+    let main_index = main_track_index(&tables, main.track_id)?;
 
     // The most ticks a piece may last; floored, so a piece of at most this many ticks is at most `max`.
     let max_ticks = u64::try_from(max.as_nanos() * u128::from(main.timescale) / 1_000_000_000).unwrap_or(u64::MAX);
@@ -59,10 +50,71 @@ pub fn refragment(fragment: Fragment, init: &Init, max: Duration) -> Result<Vec<
             group_start = i;
         }
     }
-    let pieces = starts.len();
-
-    // Decode times of every sample of every track, to place the pieces (tfdt) and the other tracks' samples.
     let decode_times: Vec<Vec<u64>> = tables.tracks.iter().map(decode_times).collect::<Result<_, _>>()?;
+    pieces_at(&fragment, init, &tables, main_index, &decode_times, &starts)
+}
+
+/// Cuts `fragment` where its main track's decode time is nearest to each of `at` (ticks of the main track's
+/// timescale): the boundaries a group's timeline gave (see [`crate::timeline`]). A time nearest to the first sample
+/// or beyond the last cuts nothing, so the pieces are the fragment's samples in order, none empty; with nothing to
+/// cut the fragment comes back untouched. Errors as [`refragment`].
+pub fn split_at(fragment: Fragment, init: &Init, at: &[u64]) -> Result<Vec<Fragment>, Error> {
+    let Some(main) = fragment.main_run().copied() else { return Ok(vec![fragment]) };
+    let end = main.base_decode_time.saturating_add(main.duration);
+    if !at.iter().any(|&t| t > main.base_decode_time && t < end) {
+        return Ok(vec![fragment]);
+    }
+    let tables = fragment.sample_tables(init)?;
+    let main_index = main_track_index(&tables, main.track_id)?;
+    let decode_times: Vec<Vec<u64>> = tables.tracks.iter().map(decode_times).collect::<Result<_, _>>()?;
+    let times = &decode_times[main_index];
+    let mut starts = vec![0];
+    for &t in at {
+        // The sample boundary nearest to `t`: the first sample at or after it, or the one before when closer.
+        let after = times.partition_point(|&x| x < t);
+        let nearest = match (after.checked_sub(1), times.get(after)) {
+            (Some(before), Some(&next)) if t - times[before] < next - t => before,
+            (Some(before), None) => before + usize::from(end - t <= t - times[before]),
+            _ => after,
+        };
+        if nearest > starts[starts.len() - 1] && nearest < times.len() {
+            starts.push(nearest);
+        }
+    }
+    if starts.len() == 1 {
+        return Ok(vec![fragment]);
+    }
+    pieces_at(&fragment, init, &tables, main_index, &decode_times, &starts)
+}
+
+fn main_track_index(tables: &SampleTables, track_id: u32) -> Result<usize, Error> {
+    for (i, t) in tables.tracks.iter().enumerate() {
+        if tables.tracks[..i].iter().any(|o| o.track_id == t.track_id) {
+            return Err(Error::Malformed(format!("two trafs for track {} in one fragment", t.track_id)));
+        }
+    }
+    tables
+        .tracks
+        .iter()
+        .position(|t| t.track_id == track_id)
+        .ok_or_else(|| Error::Malformed("main track without samples".into()))
+}
+
+/// Writes the pieces of `fragment` that start at the main track's samples `starts` (ascending, the first 0); the
+/// other tracks' samples follow the main track's time ranges.
+fn pieces_at(
+    fragment: &Fragment,
+    init: &Init,
+    tables: &SampleTables,
+    main_index: usize,
+    decode_times: &[Vec<u64>],
+    starts: &[usize],
+) -> Result<Vec<Fragment>, Error> {
+    let pieces = starts.len();
+    let main_timescale = init
+        .track(tables.tracks[main_index].track_id)
+        .map(|t| t.timescale)
+        .ok_or_else(|| Error::Malformed("main track not in the init".into()))?;
     let main_times = &decode_times[main_index];
     let mut ranges: Vec<Vec<Range<usize>>> = Vec::with_capacity(tables.tracks.len());
     for (t, track) in tables.tracks.iter().enumerate() {
@@ -82,7 +134,7 @@ pub fn refragment(fragment: Fragment, init: &Init, max: Duration) -> Result<Vec<
         let mut from = 0;
         let mut track_ranges = Vec::with_capacity(pieces);
         for (i, &dt) in decode_times[t].iter().enumerate() {
-            let at = u128::from(dt) * u128::from(main.timescale);
+            let at = u128::from(dt) * u128::from(main_timescale);
             while piece + 1 < pieces && at >= piece_start(piece + 1) {
                 track_ranges.push(from..i);
                 from = i;

@@ -15,6 +15,7 @@ use playlists::fmp4::{Init, Item, Splitter};
 use playlists::playlists::Published;
 use playlists::{Error, StreamId};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::{ApiError, AppState, KeepUnread};
@@ -81,13 +82,28 @@ fn reject(state: &AppState, stream: &str, err: ApiError, unread: Option<web::Pay
     }
 }
 
-fn stream_path(path: &str) -> (&str, Option<&str>) {
+/// The stream and the sub-resource (`/init.mp4`, `/parts`) an ingest path names; the stream in DASH-IF form
+/// ([`dash_if_track`]) becomes the rendition it is.
+fn stream_path(path: &str) -> (Cow<'_, str>, Option<&'static str>) {
     for suffix in ["/init.mp4", "/parts"] {
         if let Some(stream) = path.strip_suffix(suffix) {
-            return (stream, Some(suffix));
+            return (dash_if_track(stream), Some(suffix));
         }
     }
-    (path, None)
+    (dash_if_track(path), None)
+}
+
+/// `{group}/Streams({track})`, the form DASH-IF Live Media Ingest (CMAF, interface 1) gives each track's POST, as
+/// the rendition `{group}/{track}`; a CMAF file extension on the track name (`video1.cmfv`) is dropped. Any
+/// other path is the stream id itself.
+fn dash_if_track(path: &str) -> Cow<'_, str> {
+    let Some((group, last)) = path.rsplit_once('/') else { return Cow::Borrowed(path) };
+    let Some(track) = last.strip_prefix("Streams(").and_then(|t| t.strip_suffix(')')) else {
+        return Cow::Borrowed(path);
+    };
+    let track =
+        [".cmfv", ".cmfa", ".cmft", ".cmfm", ".mp4"].iter().find_map(|e| track.strip_suffix(e)).unwrap_or(track);
+    Cow::Owned(format!("{group}/{track}"))
 }
 
 /// `POST /ingest/{stream}` (a long-running fMP4 upload) and `POST /ingest/{stream}/parts` (one fragment).
@@ -118,7 +134,9 @@ async fn dispatch(
     state: web::Data<AppState>,
     suffix: &str,
 ) -> HttpResponse {
-    match stream_path(path) {
+    let (stream, sub) = stream_path(path);
+    let stream = stream.as_ref();
+    match (stream, sub) {
         (stream, None) => upload(req, stream, payload, &state).await,
         (stream, Some(s)) if s == suffix && s == "/parts" => {
             let mut payload = payload;
@@ -272,7 +290,8 @@ async fn upload(req: HttpRequest, stream: &str, mut payload: web::Payload, state
 
 /// `DELETE /ingest/{stream}`: ends the stream (`EXT-X-ENDLIST`); it stays readable for the grace period.
 pub async fn delete(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
-    end_stream(&req, &path, &state).await.unwrap_or_else(|e| reject(&state, &path, e, None))
+    let stream = dash_if_track(&path);
+    end_stream(&req, &stream, &state).await.unwrap_or_else(|e| reject(&state, &stream, e, None))
 }
 
 /// Ends `stream` for a request that carries ingest credentials: 204, or 404 if it is not live.
@@ -288,5 +307,22 @@ pub(crate) async fn end_stream(req: &HttpRequest, stream: &str, state: &AppState
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound("no live stream of that name"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dash_if_track_paths_name_the_rendition() {
+        assert_eq!(stream_path("show/Streams(video1)"), (Cow::Borrowed("show/video1"), None));
+        assert_eq!(stream_path("show/Streams(audio_en.cmfa)"), (Cow::Borrowed("show/audio_en"), None));
+        assert_eq!(stream_path("show/Streams(v1)/init.mp4"), (Cow::Borrowed("show/v1"), Some("/init.mp4")));
+        assert_eq!(stream_path("show/v1/parts"), (Cow::Borrowed("show/v1"), Some("/parts")));
+        assert_eq!(stream_path("cam1"), (Cow::Borrowed("cam1"), None));
+        // Not the DASH-IF form: left to the stream id parser, which refuses it.
+        assert_eq!(stream_path("show/Streams(v1"), (Cow::Borrowed("show/Streams(v1"), None));
+        assert_eq!(stream_path("Streams(v1)"), (Cow::Borrowed("Streams(v1)"), None));
     }
 }

@@ -1,0 +1,156 @@
+//! Aligned renditions (issue 11): the renditions of a group cut their segments at the same media times, under the
+//! same MSN, `EXTINF` and `PROGRAM-DATE-TIME`, whenever each upload started and also across a reconnect; audio is
+//! cut where the video's segments start; rendition reports name positions that exist.
+//!
+//! The ladder fixtures come from ONE ffmpeg process (scripts/make-fixtures.sh): three video-only renditions with
+//! the same 1 s GOP and an audio-only one, on one timeline, each uploaded on its own as DASH-IF ingest would.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use bytes::{Bytes, BytesMut};
+use common::{start_default, Media, Server};
+use playlists::fmp4::{Fragment, Init};
+
+const VIDEO: [&str; 3] = ["v180", "v144", "v90"];
+
+/// One upload of `stream` (`path` under /ingest/): the init, then fragments `range`.
+async fn upload(server: &Server, path: &str, media: &Media, range: std::ops::Range<usize>) {
+    let mut body = BytesMut::from(&media.init[..]);
+    for i in range {
+        body.extend_from_slice(&media.fragments[i]);
+    }
+    let reply = server.post(&format!("/ingest/{path}"), body.freeze()).await;
+    assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+}
+
+/// Per MSN of a rendition's complete segments: `EXTINF` as written, and its `PROGRAM-DATE-TIME` in milliseconds of
+/// the day (as written where the tag is, else the previous segment's plus its `EXTINF`).
+fn segments(text: &str) -> BTreeMap<u64, (String, u64)> {
+    let playlist = common::parse_media(text);
+    let mut out = BTreeMap::new();
+    let (mut extinf, mut date) = (None, None::<u64>);
+    let mut msn = playlist.media_sequence;
+    for line in text.lines() {
+        if let Some(d) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+            date = Some(day_ms(d));
+        } else if let Some(d) = line.strip_prefix("#EXTINF:") {
+            extinf = Some(d.trim_end_matches(',').to_owned());
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let e = extinf.take().unwrap();
+            let at = date.expect("a date before the first segment");
+            date = Some(at + (e.parse::<f64>().unwrap() * 1000.0).round() as u64);
+            out.insert(msn, (e, at));
+            msn += 1;
+        }
+    }
+    assert_eq!(out.len(), playlist.segments.len(), "m3u8-rs sees the same segments:\n{text}");
+    out
+}
+
+/// `2026-12-07T13:53:53.231Z` as milliseconds since the start of its day.
+fn day_ms(date: &str) -> u64 {
+    let time = date.split_once('T').unwrap().1.trim_end_matches('Z');
+    let mut f = time.split(':');
+    let (h, m, s): (u64, u64, f64) =
+        (f.next().unwrap().parse().unwrap(), f.next().unwrap().parse().unwrap(), f.next().unwrap().parse().unwrap());
+    (h * 3600 + m * 60) * 1000 + (s * 1000.0).round() as u64
+}
+
+/// `(uri, last msn, last part)` of each `EXT-X-RENDITION-REPORT`.
+fn reports(text: &str) -> Vec<(String, u64, u32)> {
+    common::lines(text, "#EXT-X-RENDITION-REPORT:")
+        .into_iter()
+        .map(|l| {
+            let attr = |name: &str| {
+                l.split(',').find_map(|a| a.split_once('=').filter(|(k, _)| k.ends_with(name)).map(|(_, v)| v))
+            };
+            let uri = attr("URI").unwrap().trim_matches('"').to_owned();
+            (uri, attr("LAST-MSN").unwrap().parse().unwrap(), attr("LAST-PART").unwrap().parse().unwrap())
+        })
+        .collect()
+}
+
+/// Decode time in seconds of the first sample of part `msn.0` of `rendition`.
+async fn part_start(server: &Server, rendition: &str, msn: u64, init: &Init) -> f64 {
+    let reply = server.get(&format!("/live/ladder/{rendition}/p{msn}.0.mp4")).await;
+    assert_eq!(reply.status, 200, "{rendition} p{msn}.0");
+    let fragment = Fragment::parse(reply.body, init).unwrap();
+    let (ticks, timescale) = fragment.decode_time().unwrap();
+    ticks as f64 / f64::from(timescale)
+}
+
+#[actix_rt::test]
+async fn renditions_started_at_different_moments_cut_the_same_segments() {
+    let server = start_default().await;
+    let media: BTreeMap<&str, Media> =
+        VIDEO.iter().chain(["audio"].iter()).map(|&r| (r, Media::load(&format!("ladder_{r}.mp4")))).collect();
+    let (v180, v144, v90, audio) = (&media["v180"], &media["v144"], &media["v90"], &media["audio"]);
+    assert_eq!(v180.fragments.len(), 25, "5 s of 200 ms fragments, a keyframe every 5th");
+    let audio_frames = audio.fragments.len();
+
+    // v180 first, in the DASH-IF form; v144 starts at the 1 s keyframe; audio follows the video; v90 starts last
+    // and overtakes; v144 reconnects (a new upload going on with the same timeline); then everyone finishes.
+    upload(&server, "ladder/Streams(v180)", v180, 0..10).await;
+    upload(&server, "ladder/v144", v144, 5..15).await;
+    upload(&server, "ladder/audio", audio, 0..audio_frames / 3).await;
+    upload(&server, "ladder/v90", v90, 0..25).await;
+    upload(&server, "ladder/v144", v144, 15..25).await;
+    upload(&server, "ladder/Streams(v180.cmfv)", v180, 10..25).await;
+    upload(&server, "ladder/audio", audio, audio_frames / 3..audio_frames).await;
+
+    let mut texts = BTreeMap::new();
+    for r in VIDEO.iter().chain(["audio"].iter()) {
+        let reply = server.get(&format!("/live/ladder/{r}/index.m3u8")).await;
+        assert_eq!(reply.status, 200, "{r}");
+        texts.insert(*r, reply.text());
+    }
+    // One SERVER-CONTROL for the presentation (checklist item 21): PART-HOLD-BACK covers the longest PART-TARGET
+    // (the audio's 0.214 s, against the video's 0.200 s).
+    let control: Vec<_> = texts.values().map(|t| common::lines(t, "#EXT-X-SERVER-CONTROL:")).collect();
+    assert!(control.windows(2).all(|w| w[0] == w[1]), "{control:?}");
+    assert!(control[0][0].contains("PART-HOLD-BACK=0.642"), "{control:?}");
+    let listed: BTreeMap<&str, BTreeMap<u64, (String, u64)>> = texts.iter().map(|(r, t)| (*r, segments(t))).collect();
+    assert_eq!(listed["v144"].keys().next(), Some(&1), "v144 joined at the 1 s keyframe: segment 1");
+    assert_eq!(listed["v180"].keys().next(), Some(&0));
+
+    // Every MSN two renditions list: the same EXTINF and PROGRAM-DATE-TIME, as text.
+    let mut compared = 0;
+    for (a, sa) in &listed {
+        for (b, sb) in &listed {
+            if a >= b {
+                continue;
+            }
+            for (msn, seg) in sa {
+                if let Some(other) = sb.get(msn) {
+                    assert_eq!(seg, other, "segment {msn} of {a} and {b}:\n{}\n{}", texts[a], texts[b]);
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared >= 6 * 3, "{compared} segment pairs compared");
+
+    // The audio's segments start within half an AAC frame of the video's.
+    let inits: BTreeMap<&str, Init> =
+        media.iter().map(|(r, m)| (*r, Init::parse(Bytes::clone(&m.init)).unwrap())).collect();
+    for &msn in listed["audio"].keys().filter(|&&m| m > 0) {
+        let a = part_start(&server, "audio", msn, &inits["audio"]).await;
+        let v = part_start(&server, "v180", msn, &inits["v180"]).await;
+        assert!((a - v).abs() <= 1024.0 / 48000.0 / 2.0, "segment {msn}: audio starts at {a} s, video at {v} s");
+    }
+
+    // Every rendition report names a part that exists, in a rendition of the group.
+    for (r, text) in &texts {
+        let found = reports(text);
+        assert_eq!(found.len(), 3, "{r} reports the other three:\n{text}");
+        for (uri, msn, part) in found {
+            let other = uri.strip_prefix("../").and_then(|u| u.strip_suffix("/index.m3u8")).unwrap();
+            assert!(media.contains_key(other), "{uri}");
+            let reply = server.get(&format!("/live/ladder/{other}/p{msn}.{part}.mp4")).await;
+            assert_eq!(reply.status, 200, "{r} reports {uri} at {msn}.{part}");
+        }
+    }
+}
