@@ -1844,4 +1844,47 @@ s8.mp4
         let (before, after) = text.split_once("#EXT-X-MAP").unwrap();
         assert!(before.contains("s0.mp4") && !after.contains("s0.mp4"), "the map applies from segment 2 on: {text}");
     }
+
+    #[test]
+    fn a_group_timeline_decides_the_rollover_numbers_and_dates() {
+        use crate::timeline::Boundary;
+        let options = Options { target_duration: 2, ..small() };
+        let mut m = M3u8Manifest::starting_at(&options, 3);
+        m.set_map(init());
+        let part = |independent: bool| PartMeta {
+            duration: Duration::from_millis(500),
+            independent,
+            discontinuity: false,
+            wallclock: at(99_000), // a late arrival: the dates come from the boundaries, not from this
+        };
+        let start = |msn: u64, ms: u64| Some(Placement::Start(Boundary { msn, at: ms * 1_000_000, date: at(ms) }));
+        // The first part joins the group's numbering; never below the MSN the stream's id already used.
+        assert_eq!(m.push_at(part(true), start(7, 0)).position, Position::new(7, 0));
+        m.push_at(part(false), Some(Placement::Continue));
+        // A keyframe where the stream's own rules would cut (1 s in): the timeline says continue.
+        let p = m.push_at(part(true), Some(Placement::Continue));
+        assert_eq!((p.position, p.closed), (Position::new(7, 2), None));
+        // The boundary cuts, even before a dependent part; the EXTINF is the boundaries' distance (1.6 s, not
+        // the 1.5 s of the parts), and the date is the boundary's.
+        let p = m.push_at(part(false), start(8, 1600));
+        assert_eq!(p.position, Position::new(8, 0));
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        m.push_at(part(true), start(9, 2600));
+        let mut text = Vec::new();
+        m.render(false, &[], &mut text);
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:7\n"), "{text}");
+        assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2026-03-01T12:00:00.000Z\n"), "{text}");
+        assert!(text.contains("#EXTINF:1.600,\ns7.mp4\n"), "{text}");
+        assert!(text.contains("#EXTINF:1.000,\ns8.mp4\n"), "{text}");
+        // A boundary past the next MSN (a boundary was missed): MSNs stay consecutive, reported once.
+        let p = m.push_at(part(true), start(12, 3600));
+        assert_eq!(p.position, Position::new(10, 0));
+        assert_eq!(p.warnings, vec![Warning::Misaligned { msn: 10, group_msn: 12 }]);
+        let p = m.push_at(part(true), start(13, 4600));
+        assert_eq!((p.position, p.warnings), (Position::new(11, 0), vec![]));
+        // The stream's first MSN wins over a lower one from the group.
+        let mut late = M3u8Manifest::starting_at(&options, 20);
+        assert_eq!(late.push_at(part(true), start(7, 0)).position, Position::new(20, 0));
+    }
 }

@@ -68,8 +68,10 @@ pub fn split_at(fragment: Fragment, init: &Init, at: &[u64]) -> Result<Vec<Fragm
     let main_index = main_track_index(&tables, main.track_id)?;
     let decode_times: Vec<Vec<u64>> = tables.tracks.iter().map(decode_times).collect::<Result<_, _>>()?;
     let times = &decode_times[main_index];
+    let mut at = at.to_vec();
+    at.sort_unstable();
     let mut starts = vec![0];
-    for &t in at {
+    for t in at {
         // The sample boundary nearest to `t`: the first sample at or after it, or the one before when closer.
         let after = times.partition_point(|&x| x < t);
         let nearest = match (after.checked_sub(1), times.get(after)) {
@@ -463,5 +465,35 @@ mod tests {
         // Uneven samples that even shares balance: 1000, 900, 1000 rather than the greedy 1000, 1000, 900.
         split_group(&[900, 100, 900, 100, 900], 1000, 0, &mut starts);
         assert_eq!(starts, [0, 2, 3]);
+    }
+
+    #[test]
+    fn split_at_cuts_audio_at_the_nearest_sample_and_keeps_every_byte() {
+        // An audio-only fragment: ten AAC frames of 1024 ticks at 48 kHz from tick 47104 (frame 46).
+        let frames: Vec<Sample> = (0..10)
+            .map(|i| Sample { duration: 1024, composition_offset: 0, sync: true, data: Bytes::from(vec![i as u8; 7]) })
+            .collect();
+        let tracks = [TrackFragment { track_id: 2, base_decode_time: 47104, samples: &frames }];
+        let bytes = write_fragment(9, &tracks).expect("fragment");
+        let f = || Fragment::parse(bytes.clone(), &init()).expect("parse");
+        // 48000 (1 s) lies 896 ticks after frame 46 and 128 before frame 47: the cut is at 47's start, 48128.
+        let p = split_at(f(), &init(), &[48000]).expect("split");
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].decode_time(), Some((47104, 48000)));
+        assert_eq!(p[1].decode_time(), Some((48128, 48000)));
+        assert_eq!(p[0].tracks[0].samples + p[1].tracks[0].samples, 10);
+        let payload =
+            |f: &Fragment| f.sample_tables(&init()).unwrap().tracks[0].samples.iter().map(|s| s.size).sum::<u32>();
+        assert_eq!(payload(&p[0]) + payload(&p[1]), 70, "every sample's bytes, once");
+        // Times at the edges or outside cut nothing: the same bytes come back.
+        for at in [vec![], vec![47104], vec![47200], vec![57300], vec![1 << 40]] {
+            let same = split_at(f(), &init(), &at).expect("split");
+            assert_eq!(same.len(), 1, "{at:?}");
+            assert_eq!(same[0].bytes, bytes, "{at:?}");
+        }
+        // Two boundaries inside, out of order or repeated, give ordered pieces.
+        let p = split_at(f(), &init(), &[50176, 48128, 48128]).expect("split");
+        let starts: Vec<_> = p.iter().map(|f| f.decode_time().unwrap().0).collect();
+        assert_eq!(starts, vec![47104, 48128, 50176]);
     }
 }
