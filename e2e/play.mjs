@@ -22,11 +22,9 @@
 // Nothing is downloaded: the browser is /usr/bin/chromium (override with CHROMIUM=...), never a Playwright build.
 // Everything else goes to stderr. The whole run is bounded (startup 30 s + SECONDS + 15 s).
 
-import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadavg } from 'node:os';
+import { hardLimit, here, launch } from './browser.mjs';
+import { join } from 'node:path';
 
 const [url, secondsArg] = process.argv.slice(2);
 if (!url) {
@@ -34,34 +32,13 @@ if (!url) {
   process.exit(2);
 }
 const seconds = Number(secondsArg ?? 20);
-const here = dirname(fileURLToPath(import.meta.url));
 const hlsPath = join(here, 'node_modules', 'hls.js', 'dist', 'hls.min.js');
 
-const hardLimit = setTimeout(() => {
-  console.error('play.mjs: hard time limit reached');
-  process.exit(3);
-}, (30 + seconds + 15) * 1000);
+const limit = hardLimit('play.mjs', 30 + seconds + 15);
 
 // A real-time test: other processes on the machine (builds, benchmarks) can starve the player. Say how busy it was.
 const loadBefore = loadavg()[0];
-const userDataDir = mkdtempSync(join(tmpdir(), 'e2e-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  // The e2e's HTTPS origin uses a certificate made for the test.
-  ignoreHTTPSErrors: true,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const { context, close } = await launch();
 
 const requests = [];
 const protocols = { playlists: {}, media: {} };
@@ -172,8 +149,7 @@ try {
     { url, seconds },
   );
 } finally {
-  await context.close().catch(() => {});
-  rmSync(userDataDir, { recursive: true, force: true });
+  await close();
 }
 
 const count = (re) => requests.filter((u) => re.test(u)).length;
@@ -202,5 +178,5 @@ result.latency_median = lat.length ? lat[Math.floor(lat.length / 2)] : null;
 result.latency_max = lat.length ? lat[lat.length - 1] : null;
 delete result.latency;
 result.latency_samples = lat.length;
-clearTimeout(hardLimit);
+clearTimeout(limit);
 process.stdout.write(JSON.stringify(result) + '\n');

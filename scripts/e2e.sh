@@ -4,7 +4,7 @@
 #   scripts/e2e.sh
 #
 # 1. Installs what is missing on a Debian machine: ffmpeg, curl, chromium and nginx from Debian's packages (apt-get), and
-#    hls.js + playwright-core into e2e/node_modules from e2e/package-lock.json (npm ci). Never a browser download:
+#    hls.js, shaka-player + playwright-core into e2e/node_modules from e2e/package-lock.json (npm ci). Never a browser download:
 #    Playwright drives Debian's /usr/bin/chromium.
 # 2. Builds the server (release), plays its built-in demo stream with hls.js in headless Chromium, and opens its
 #    status page there (the demo row appears and advances; a screenshot goes to target/e2e/status-page.png).
@@ -14,7 +14,9 @@
 #    each played by hls.js, and ffmpeg with wrong credentials over HTTP and RTMP, which must exit with an error;
 #    hls.js playing over HTTPS with HTTP/2 (every answer h2 by Chromium's account), curl --http2 beside it;
 #    and playback tokens (issue 13): hls.js given a token on the playlist URL alone, the cookie carrying the rest,
-#    and curl refused without one.
+#    and curl refused without one; and the ABR ladders of issue 11: one ffmpeg pushing 3 video renditions and an
+#    audio rendition (and a muxed ladder), hls.js forced to switch level every 5 s for 30 s, Shaka Player in
+#    low-latency mode for 20 s.
 # 4. Writes what was measured into BENCHMARKS.md, between <!-- e2e:start --> and <!-- e2e:end --> (nothing else
 #    in the file is touched).
 #
@@ -77,8 +79,9 @@ if [ "${#need[@]}" -gt 0 ]; then
   bounded 1200 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}"
 fi
 if [ ! -f e2e/node_modules/hls.js/dist/hls.min.js ] || [ ! -d e2e/node_modules/playwright-core ] \
+  || [ ! -f e2e/node_modules/shaka-player/dist/shaka-player.compiled.js ] \
   || [ e2e/package-lock.json -nt e2e/node_modules/.package-lock.json ]; then
-  log "npm ci (hls.js, playwright-core)"
+  log "npm ci (hls.js, shaka-player, playwright-core)"
   bounded 600 npm ci --prefix e2e --no-audit --no-fund
 fi
 installed=$(($(date +%s) - started))

@@ -1108,3 +1108,129 @@ async fn hlsjs_plays_with_a_token_on_the_playlist_url_only_and_curl_without_one_
     assert!(r["requests"]["init"].as_u64().unwrap() > 0, "{r}");
     assert_eq!(r["requests"]["refused"], 0, "{r}");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Issue 11: an ABR ladder from one ffmpeg, played by hls.js (forced level switches) and by Shaka Player
+
+/// How the ladder reaches the origin: the video renditions alone with audio as its own rendition (`Split`), or
+/// each rendition carrying the audio (`Muxed`, one upload per rendition).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Ladder {
+    Split,
+    Muxed,
+}
+
+/// The ladder's video renditions: name, size, bit rate.
+const LADDER: [(&str, &str, &str); 3] =
+    [("v360", "640:360", "800k"), ("v270", "480:270", "500k"), ("v180", "320:180", "250k")];
+
+/// One ffmpeg that encodes the test source of [`ffmpeg_live_source`] once into a 3-rendition ladder (x264
+/// ultrafast, the same 1 s GOP in every output, so the renditions' segments line up) and pushes each output as
+/// its own long chunked POST of fMP4 to `{base}/ingest/{group}/{rendition}`: with `Ladder::Split` the three video
+/// renditions carry no audio and the audio (AAC, 48 kHz stereo) is a fourth upload, `.../audio`; with
+/// `Ladder::Muxed` each video rendition carries the audio. Stops after `secs`.
+fn ffmpeg_ladder(base: &str, group: &str, secs: u32, form: Ladder) -> Command {
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-nostdin", "-loglevel", "warning"]);
+    c.args(["-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"]);
+    c.args(["-re", "-f", "lavfi", "-i", "sine=frequency=440:beep_factor=4:sample_rate=48000"]);
+    c.args(["-t", &secs.to_string()]);
+    c.args(["-filter_complex", "[0:v]split=3[a][b][c];[b]scale=480:270[b2];[c]scale=320:180[c2]"]);
+    let fmp4 = |c: &mut Command, url: String| {
+        c.args(["-f", "mp4", "-movflags", "empty_moov+delay_moov+default_base_moof+frag_keyframe+skip_trailer"]);
+        c.args(["-frag_duration", "200000", "-flush_packets", "1"]);
+        c.args(["-method", "POST", "-chunked_post", "1", "-content_type", "video/mp4", &url]);
+    };
+    let aac = ["-c:a", "aac", "-b:a", "96k", "-ac", "2", "-ar", "48000"];
+    for ((name, _, rate), label) in LADDER.iter().zip(["[a]", "[b2]", "[c2]"]) {
+        c.args(["-map", label]);
+        if form == Ladder::Muxed {
+            c.args(["-map", "1:a"]);
+        }
+        c.args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"]);
+        c.args(["-g", "30", "-keyint_min", "30", "-sc_threshold", "0"]);
+        c.args(["-b:v", rate, "-maxrate", rate, "-bufsize", rate]);
+        if form == Ladder::Muxed {
+            c.args(aac);
+        }
+        fmp4(&mut c, format!("{base}/ingest/{group}/{name}"));
+    }
+    if form == Ladder::Split {
+        c.args(["-map", "1:a"]).args(aac);
+        fmp4(&mut c, format!("{base}/ingest/{group}/audio"));
+    }
+    c
+}
+
+/// Runs one of the e2e player scripts (`abr.mjs`, `shaka.mjs`) with `args` and returns its JSON line.
+async fn node_script(script: &str, args: &[String], limit: Duration) -> Value {
+    let mut cmd = Command::new("node");
+    cmd.arg(repo().join("e2e").join(script)).args(args);
+    let mut node = Proc::spawn(&format!("node e2e/{script}"), cmd);
+    let (status, out, err) = node.finish(limit).await;
+    assert!(status.success(), "{script} failed ({status}):\n{err}");
+    let line = out.lines().last().unwrap_or_else(|| panic!("{script} printed nothing; stderr:\n{err}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{script} printed {line:?}: {e}"))
+}
+
+async fn abr_ladder(form: Ladder, name: &str) {
+    let origin = origin().await;
+    let group = "ladder";
+    // Long enough for hls.js's 30 s and Shaka's 20 s on the same stream, one after the other; killed at the end.
+    let mut ffmpeg = Proc::spawn("ffmpeg (ladder)", ffmpeg_ladder(&origin.base, group, 90, form));
+    let mut renditions: Vec<&str> = LADDER.iter().map(|r| r.0).collect();
+    if form == Ladder::Split {
+        renditions.push("audio");
+    }
+    for r in &renditions {
+        origin.wait_ready(&format!("{group}/{r}"), &mut ffmpeg).await;
+    }
+    let master = format!("{}/live/{group}/master.m3u8", origin.base);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let text = loop {
+        let (status, body) = get(&origin.client, &master).await;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if status == 200 && renditions.iter().all(|r| text.contains(&format!("{r}/index.m3u8"))) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "{master} does not list {renditions:?} after 15 s ({status}):\n{text}");
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let abr = node_script("abr.mjs", &[master.clone(), "30".into(), "5".into()], Duration::from_secs(100)).await;
+    let shaka = node_script("shaka.mjs", &[master.clone(), "20".into()], Duration::from_secs(90)).await;
+    drop(ffmpeg);
+    let r = json!({ "form": format!("{form:?}"), "master": text, "hlsjs": abr, "shaka": shaka });
+    save(name, &r);
+
+    // hls.js: the video renditions are its levels; audio as its own rendition is an audio track, not a level.
+    assert_eq!(abr["started"], true, "{r}");
+    assert_eq!(abr["fatal_count"], 0, "{r}");
+    assert_eq!(abr["levels_count"], 3, "{r}");
+    if form == Ladder::Split {
+        assert_eq!(abr["audio_tracks_count"], 1, "{r}");
+    }
+    let switches = abr["switches"].as_array().unwrap();
+    assert!(switches.len() >= 6, "{r}");
+    assert_eq!(abr["switches_landed"].as_u64().unwrap(), switches.len() as u64, "every forced switch lands: {r}");
+    assert_eq!(abr["stalls_total"], 0, "{r}");
+    assert_eq!(abr["audio_every_window"], true, "audio decoded in every 5 s window: {r}");
+    assert!(abr["advance"].as_f64().unwrap() >= 0.8, "{r}");
+    // Shaka Player, a second real player, on the same stream.
+    assert_eq!(shaka["started"], true, "{r}");
+    assert_eq!(shaka["errors_count"], 0, "{r}");
+    assert!(shaka["advanced_s"].as_f64().unwrap() >= 15.0, "{r}");
+    assert!(shaka["variants_count"].as_u64().unwrap() >= 3, "{r}");
+}
+
+#[actix_web::test]
+#[ignore = "needs ffmpeg, chromium and e2e/node_modules: run scripts/e2e.sh"]
+async fn abr_ladder_with_audio_as_its_own_rendition_switches_in_hlsjs_and_plays_in_shaka() {
+    abr_ladder(Ladder::Split, "abr_split").await;
+}
+
+#[actix_web::test]
+#[ignore = "needs ffmpeg, chromium and e2e/node_modules: run scripts/e2e.sh"]
+async fn abr_ladder_of_muxed_renditions_switches_in_hlsjs_and_plays_in_shaka() {
+    abr_ladder(Ladder::Muxed, "abr_muxed").await;
+}
