@@ -175,6 +175,34 @@ if (edge) {
     );
   }
 }
+const ladders = [
+  ['3 video renditions + audio as its own rendition (EXT-X-MEDIA)', load('abr_split')],
+  ['3 muxed renditions (video + audio each)', load('abr_muxed')],
+].filter(([, r]) => r);
+if (ladders.length > 0) {
+  push(
+    '### ABR ladder from one ffmpeg process (issue 11)',
+    '',
+    'hls.js plays the group\'s master.m3u8 and is forced to another level every 5 s for 30 s; then Shaka Player',
+    '(low-latency mode) plays the same stream for 20 s.',
+    '',
+    '| ladder | hls.js levels / audio tracks | switches landed (ms to LEVEL_SWITCHED) | hls.js fatal / stall events | ' +
+      'hls.js latency (s) | Shaka variants / errors | Shaka advanced (s) |',
+    '|---|---|---|---|---|---|---|',
+  );
+  for (const [what, r] of ladders) {
+    const h = r.hlsjs ?? {};
+    const s = r.shaka ?? {};
+    const ms = (h.switches ?? []).map((x) => x.switched_ms ?? '–').join(', ');
+    push(
+      `| ${what} | ${h.levels_count ?? '–'} / ${h.audio_tracks_count ?? '–'} | ` +
+        `${h.switches_landed ?? '–'} of ${(h.switches ?? []).length} (${ms}) | ${h.fatal_count ?? '–'} / ` +
+        `${h.stalls_total ?? '–'} | ${f(h.latency)} | ${s.variants_count ?? '–'} / ${s.errors_count ?? '–'} | ` +
+        `${f(s.advanced_s)} |`,
+    );
+  }
+  push('');
+}
 push('<!-- e2e:end -->');
 const section = lines.join('\n');
 

@@ -223,6 +223,9 @@ pub struct M3u8Manifest {
     misaligned: bool,
     /// The longest `PART-TARGET` of the renditions of the stream's group, which `PART-HOLD-BACK` covers.
     group_part_target: Option<Duration>,
+    /// Whether the next part starts a segment, when the group's timeline knows it better than the keyframe
+    /// cadence does (an audio rendition, whose cuts the video decides).
+    next_cut: Option<bool>,
 }
 
 /// Segments capacity reserved up front beyond `max_window_segments` (the open one and one being dropped).
@@ -273,6 +276,7 @@ impl M3u8Manifest {
             gop_parts: None,
             misaligned: false,
             group_part_target: None,
+            next_cut: None,
         }
     }
 
@@ -449,6 +453,12 @@ impl M3u8Manifest {
         self.group_part_target = longest;
     }
 
+    /// Tells whether the next part will start a segment (`None`: judge by the keyframe cadence), for the preload
+    /// hint: a rendition that follows its group's timeline knows where the next boundary is.
+    pub fn set_next_cut(&mut self, next_cut: Option<bool>) {
+        self.next_cut = next_cut;
+    }
+
     /// The advertised `PART-TARGET`: fixed when the first segment closes.
     pub fn part_target(&self) -> Option<Duration> {
         self.part_target
@@ -463,7 +473,7 @@ impl M3u8Manifest {
         if self.open.parts == 0 {
             return Some(Position::new(self.open.msn, 0));
         }
-        Some(if self.expects_cut() {
+        Some(if self.must_cut(0) || self.next_cut.unwrap_or_else(|| self.expects_cut()) {
             Position::new(self.open.msn + 1, 0)
         } else {
             Position::new(self.open.msn, self.open.parts)

@@ -324,7 +324,13 @@ impl Stream {
             (meta.duration, meta.independent, meta.discontinuity, meta.wallclock);
         let size = bytes.len();
         let placement = self.place(w, decode, &meta);
-        let pushed = w.manifest.push_at(meta, placement);
+        let pushed = w.manifest.push_at(meta, placement.map(|p| p.0));
+        if let (Some(group), Some((_, end, false))) = (&self.group, placement) {
+            // A rendition without video follows the video's boundaries: its next part starts a segment exactly
+            // when a boundary lies where this part ends (the preload hint then names it).
+            let next_cut = group.timeline.boundary_near(end, nanos(meta.duration) / 2);
+            w.manifest.set_next_cut(Some(next_cut));
+        }
         // The manifest only hands out positions that follow the last one, inside a segment's capacity.
         self.parts.publish(pushed.position, bytes)?;
         if let Some(closed) = &pushed.closed {
@@ -347,9 +353,9 @@ impl Stream {
         })
     }
 
-    /// Where the group's timeline puts a part of this rendition (see [`crate::timeline`]); `None` (the stream's own
-    /// rules) outside a group, for parts without a decode time, and for a discontinuity the timeline does not cut.
-    fn place(&self, w: &mut Writer, decode: Option<(u64, u32)>, meta: &PartMeta) -> Option<Placement> {
+    /// Where the group's timeline puts a part of this rendition (see [`crate::timeline`]), with the part's end on
+    /// it and whether the rendition has video; `None` (the stream's own rules) outside a group, for parts without a decode time, and for a discontinuity the timeline does not cut.
+    fn place(&self, w: &mut Writer, decode: Option<(u64, u32)>, meta: &PartMeta) -> Option<(Placement, u64, bool)> {
         let group = self.group.as_ref()?;
         let (base, timescale) = decode?;
         let media = i128::from(ticks_to_nanos(base, timescale));
@@ -372,9 +378,10 @@ impl Stream {
             video,
             wallclock: meta.wallclock,
         };
+        let end = at.saturating_add(nanos(meta.duration));
         match group.timeline.place(arrival, w.manifest.first_msn()) {
             Placement::Continue if meta.discontinuity => None,
-            placement => Some(placement),
+            placement => Some((placement, end, video)),
         }
     }
 
@@ -773,29 +780,64 @@ impl Playlists {
         Some(stream)
     }
 
-    /// The multivariant playlist of `group`: one `EXT-X-STREAM-INF` per rendition that has a playlist, with
-    /// `BANDWIDTH`, `CODECS` and `RESOLUTION` read from its media.
+    /// The multivariant playlist of `group`, of the renditions that have a playlist: a rendition that carries only
+    /// audio is an `EXT-X-MEDIA:TYPE=AUDIO` rendition of the group `audio` (the first one `DEFAULT=YES`) that
+    /// every video variant names (`AUDIO="audio"`, its `CODECS` and `BANDWIDTH` including the audio's); every
+    /// other rendition is an `EXT-X-STREAM-INF` variant with `BANDWIDTH`, `CODECS` and `RESOLUTION` read from its
+    /// media, ordered by `BANDWIDTH`. A group of audio renditions only lists them as the variants.
     pub fn master(&self, group: &str) -> Option<String> {
         let group = self.groups.get(group).map(|g| Arc::clone(g.value()))?;
         let members = group.members.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let ready: Vec<(StreamId, StreamInfo, bool)> = members
+            .into_iter()
+            .filter_map(|(id, stream)| {
+                let info = stream.info();
+                let video = stream.current_init()?.tracks.iter().any(|t| t.kind == TrackKind::Video);
+                info.edge.has_playlist().then_some((id, info, video))
+            })
+            .collect();
+        if ready.is_empty() {
+            return None;
+        }
+        let has_video = ready.iter().any(|(_, _, video)| *video);
+        let (audio, mut variants): (Vec<_>, Vec<_>) = ready.iter().partition(|(_, _, video)| has_video && !video);
         let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
-        let mut any = false;
-        for (id, stream) in members {
-            let info = stream.info();
-            if !info.edge.has_playlist() {
-                continue;
+        for (i, (id, _, _)) in audio.iter().enumerate() {
+            let default = if i == 0 { "YES" } else { "NO" };
+            out.push_str(&format!(
+                "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"{name}\",DEFAULT={default},AUTOSELECT=YES,\
+                 URI=\"{name}/index.m3u8\"\n",
+                name = id.name()
+            ));
+        }
+        let audio_bandwidth = audio.iter().map(|(_, info, _)| info.peak_bandwidth).max().unwrap_or(0);
+        let mut audio_codecs: Vec<&str> = Vec::new();
+        for (_, info, _) in &audio {
+            if let Some(c) = info.codecs.as_deref().filter(|c| !c.is_empty() && !audio_codecs.contains(c)) {
+                audio_codecs.push(c);
             }
-            any = true;
-            out.push_str(&format!("#EXT-X-STREAM-INF:BANDWIDTH={}", info.peak_bandwidth.max(1)));
-            if let Some(codecs) = info.codecs.filter(|c| !c.is_empty()) {
-                out.push_str(&format!(",CODECS=\"{codecs}\""));
+        }
+        variants.sort_by_key(|(_, info, _)| info.peak_bandwidth);
+        for (id, info, _) in variants {
+            let with_audio = !audio.is_empty();
+            let bandwidth = info.peak_bandwidth + if with_audio { audio_bandwidth } else { 0 };
+            out.push_str(&format!("#EXT-X-STREAM-INF:BANDWIDTH={}", bandwidth.max(1)));
+            let mut codecs: Vec<&str> = info.codecs.as_deref().filter(|c| !c.is_empty()).into_iter().collect();
+            if with_audio {
+                codecs.extend(audio_codecs.iter().copied());
+            }
+            if !codecs.is_empty() {
+                out.push_str(&format!(",CODECS=\"{}\"", codecs.join(",")));
             }
             if let Some((w, h)) = info.resolution {
                 out.push_str(&format!(",RESOLUTION={w}x{h}"));
             }
-            out.push_str(&format!("\n{}/index.m3u8\n", id.name()));
+            if with_audio {
+                out.push_str(",AUDIO=\"audio\"");
+            }
+            out.push_str(&format!(",CLOSED-CAPTIONS=NONE\n{}/index.m3u8\n", id.name()));
         }
-        any.then_some(out)
+        Some(out)
     }
 }
 

@@ -186,6 +186,19 @@ impl Timeline {
         s.part_target
     }
 
+    /// Where the next boundary will most likely be: the newest one plus the distance from the one before it.
+    pub fn predicted_next(&self) -> Option<u64> {
+        let s = self.state();
+        let mut newest = s.boundaries.iter().rev();
+        let (last, before) = (newest.next()?, newest.next()?);
+        Some(last.at.saturating_add(last.at.saturating_sub(before.at)))
+    }
+
+    /// Whether a boundary lies within `tolerance` of `at`: a rendition whose part ends there starts a segment next.
+    pub fn boundary_near(&self, at: u64, tolerance: u64) -> bool {
+        self.state().boundaries.iter().rev().any(|b| b.at.abs_diff(at) <= tolerance)
+    }
+
     /// The boundaries strictly between `from` and `to` (media times on the group's timeline, nanoseconds).
     pub fn boundaries_between(&self, from: u64, to: u64) -> Vec<u64> {
         self.state().boundaries.iter().map(|b| b.at).filter(|&at| at > from && at < to).collect()

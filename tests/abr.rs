@@ -153,4 +153,29 @@ async fn renditions_started_at_different_moments_cut_the_same_segments() {
             assert_eq!(reply.status, 200, "{r} reports {uri} at {msn}.{part}");
         }
     }
+
+    // The multivariant playlist: the audio as an EXT-X-MEDIA rendition every video variant names, lowest first.
+    let master = server.get("/live/ladder/master.m3u8").await;
+    assert_eq!(master.status, 200);
+    let text = master.text();
+    let media = common::lines(&text, "#EXT-X-MEDIA:");
+    assert_eq!(
+        media,
+        vec![
+            r#"#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="audio",DEFAULT=YES,AUTOSELECT=YES,URI="audio/index.m3u8""#
+        ],
+        "{text}"
+    );
+    let parsed = match m3u8_rs::parse_master_playlist_res(text.as_bytes()) {
+        Ok(p) => p,
+        Err(e) => panic!("not a multivariant playlist ({e:?}):\n{text}"),
+    };
+    let uris: Vec<_> = parsed.variants.iter().map(|v| v.uri.as_str()).collect();
+    assert_eq!(uris, ["v90/index.m3u8", "v144/index.m3u8", "v180/index.m3u8"], "{text}");
+    for v in &parsed.variants {
+        assert_eq!(v.audio.as_deref(), Some("audio"), "{text}");
+        let codecs = v.codecs.as_deref().unwrap_or_default();
+        assert!(codecs.starts_with("avc1.") && codecs.ends_with(",mp4a.40.2"), "{text}");
+    }
+    assert_eq!(parsed.alternatives.len(), 1);
 }

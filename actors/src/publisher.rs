@@ -270,7 +270,14 @@ impl Publisher {
         let Some((start, end, timeline)) = stream.follows_video(&fragment, SystemTime::now()) else {
             return Ok(vec![fragment]);
         };
-        timeline.wait_video(end, self.publishers.max_part() * 2).await;
+        // A fragment that ends where the next boundary will likely be waits for the video part that starts there
+        // (only that declares the boundary), so that the preload hint can name the next segment's first part.
+        let tolerance = (end - start) / 2;
+        let until = match timeline.predicted_next() {
+            Some(next) if next.abs_diff(end) <= tolerance => end.saturating_add(tolerance),
+            _ => end,
+        };
+        timeline.wait_video(until, self.publishers.max_part() * 2).await;
         let boundaries = timeline.boundaries_between(start, end);
         let Some(timescale) = fragment.main_run().map(|r| r.timescale).filter(|_| !boundaries.is_empty()) else {
             return Ok(vec![fragment]);
