@@ -354,7 +354,8 @@ impl Stream {
     }
 
     /// Where the group's timeline puts a part of this rendition (see [`crate::timeline`]), with the part's end on
-    /// it and whether the rendition has video; `None` (the stream's own rules) outside a group, for parts without a decode time, and for a discontinuity the timeline does not cut.
+    /// it and whether the rendition has video; `None` (the stream's own rules) outside a group, for parts without
+    /// a decode time, and for a discontinuity the timeline does not cut.
     fn place(&self, w: &mut Writer, decode: Option<(u64, u32)>, meta: &PartMeta) -> Option<(Placement, u64, bool)> {
         let group = self.group.as_ref()?;
         let (base, timescale) = decode?;
