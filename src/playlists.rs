@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
+use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::chunk_cache::{self, ChunkCache, Segment};
@@ -41,6 +42,14 @@ pub struct StreamInfo {
     pub resolution: Option<(u32, u32)>,
     /// Peak bit rate of a complete segment, bits per second (the multivariant `BANDWIDTH`).
     pub peak_bandwidth: u64,
+    /// Bit rate over all complete segments, bits per second (the multivariant `AVERAGE-BANDWIDTH`).
+    pub average_bandwidth: u64,
+    /// Video frames per second, from the video track's sample durations (the multivariant `FRAME-RATE`).
+    pub frame_rate: Option<f64>,
+    /// The language of the audio track (`mdhd` or `elng`), for the multivariant `LANGUAGE`.
+    pub language: Option<String>,
+    /// The audio track's channel count, for the multivariant `CHANNELS`.
+    pub channels: Option<u16>,
     /// When the stream started.
     pub started_at: Option<SystemTime>,
     /// When the newest part was published.
@@ -157,6 +166,8 @@ struct Group {
     members: RwLock<Vec<(StreamId, Arc<Stream>)>>,
     /// Where the renditions' segments start.
     timeline: Timeline,
+    /// The multivariant playlist last rendered.
+    master: Mutex<Option<Arc<MasterPlaylist>>>,
 }
 
 /// The writer's state of one stream, behind its lock.
@@ -169,6 +180,10 @@ struct Writer {
     discontinuity: bool,
     /// Bytes of the open segment's parts, for its bit rate when it closes.
     open_bytes: u64,
+    /// Bytes and nanoseconds of all complete segments, for the average bit rate.
+    complete: (u64, u128),
+    /// Video samples and their nanoseconds since the current init, for the frame rate.
+    frames: (u64, u128),
     info: StreamInfo,
     /// The compressor of every render of this stream.
     gzip: Gzip,
@@ -255,6 +270,11 @@ impl Stream {
         w.manifest.set_map(name);
         w.info.codecs = Some(init.codecs());
         w.info.resolution = init.resolution();
+        let audio = init.tracks.iter().find(|t| t.kind == TrackKind::Audio);
+        w.info.language = audio.and_then(|t| t.language.clone());
+        w.info.channels = audio.and_then(|t| t.channels);
+        w.info.frame_rate = None;
+        w.frames = (0, 0);
         w.info.init = Some(name);
         let manifest = &w.manifest;
         self.versions.set_init(name, init.bytes.clone(), |n| manifest.needs_map(n));
@@ -281,7 +301,14 @@ impl Stream {
             _ => false,
         };
         let meta = PartMeta { duration, independent: fragment.independent(), discontinuity: jump, wallclock: now };
+        let video = fragment.main_run().filter(|run| run.kind == TrackKind::Video && run.samples > 0);
+        let frames = video.map(|run| (u64::from(run.samples), run.wall_duration().as_nanos()));
         let published = self.publish_locked(&mut w, fragment.bytes, meta, decode)?;
+        if let Some((samples, nanos)) = frames {
+            let (count, total) = (w.frames.0 + samples, w.frames.1 + nanos);
+            w.frames = (count, total);
+            w.info.frame_rate = (total > 0).then(|| count as f64 * 1e9 / total as f64);
+        }
         w.next_decode = decode.map(|(base, ts)| (base.saturating_add(ticks(duration, ts)), ts));
         Ok(published)
     }
@@ -616,6 +643,9 @@ fn note_segment(w: &mut Writer, closed: &ClosedSegment) {
     if secs > 0.0 {
         let bps = (w.open_bytes as f64 * 8.0 / secs) as u64;
         w.info.peak_bandwidth = w.info.peak_bandwidth.max(bps);
+        w.complete.0 += w.open_bytes;
+        w.complete.1 += closed.duration.as_nanos();
+        w.info.average_bandwidth = (w.complete.0 as f64 * 8e9 / w.complete.1 as f64) as u64;
     }
     w.open_bytes = 0;
 }
@@ -727,6 +757,8 @@ impl Playlists {
                 next_decode: None,
                 discontinuity: false,
                 open_bytes: 0,
+                complete: (0, 0),
+                frames: (0, 0),
                 info: StreamInfo { target_duration: self.options.target_duration, ..StreamInfo::default() },
                 gzip: Gzip::new(self.options.gzip_level),
                 offset: 0,
@@ -781,65 +813,138 @@ impl Playlists {
         Some(stream)
     }
 
-    /// The multivariant playlist of `group`, of the renditions that have a playlist: a rendition that carries only
-    /// audio is an `EXT-X-MEDIA:TYPE=AUDIO` rendition of the group `audio` (the first one `DEFAULT=YES`) that
-    /// every video variant names (`AUDIO="audio"`, its `CODECS` and `BANDWIDTH` including the audio's); every
-    /// other rendition is an `EXT-X-STREAM-INF` variant with `BANDWIDTH`, `CODECS` and `RESOLUTION` read from its
-    /// media, ordered by `BANDWIDTH`. A group of audio renditions only lists them as the variants.
-    pub fn master(&self, group: &str) -> Option<String> {
+    /// The multivariant playlist of `group` as far as its renditions have playlists (see [`render_master`]), and
+    /// the renditions announced (started) that have none yet, which a player asking for it should wait for.
+    /// `None` when there is no such group. The rendered playlist is kept while its text does not change, so its
+    /// gzipped form and ETag are made once per change, not per request.
+    pub fn master(&self, group: &str) -> Option<Multivariant> {
         let group = self.groups.get(group).map(|g| Arc::clone(g.value()))?;
         let members = group.members.read().unwrap_or_else(PoisonError::into_inner).clone();
-        let ready: Vec<(StreamId, StreamInfo, bool)> = members
-            .into_iter()
-            .filter_map(|(id, stream)| {
-                let info = stream.info();
-                let video = stream.current_init()?.tracks.iter().any(|t| t.kind == TrackKind::Video);
-                info.edge.has_playlist().then_some((id, info, video))
-            })
-            .collect();
+        let mut waiting = Vec::new();
+        let mut ready = Vec::new();
+        for (id, stream) in members {
+            let info = stream.info();
+            if !info.edge.has_playlist() {
+                waiting.push(stream);
+                continue;
+            }
+            if let Some(init) = stream.current_init() {
+                let video = init.tracks.iter().any(|t| t.kind == TrackKind::Video);
+                ready.push(Rendition { name: id.name().to_owned(), info, video });
+            }
+        }
         if ready.is_empty() {
-            return None;
+            return Some(Multivariant { playlist: None, waiting });
         }
-        let has_video = ready.iter().any(|(_, _, video)| *video);
-        let (audio, mut variants): (Vec<_>, Vec<_>) = ready.iter().partition(|(_, _, video)| has_video && !video);
-        let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
-        for (i, (id, _, _)) in audio.iter().enumerate() {
-            let default = if i == 0 { "YES" } else { "NO" };
-            out.push_str(&format!(
-                "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"{name}\",DEFAULT={default},AUTOSELECT=YES,\
-                 URI=\"{name}/index.m3u8\"\n",
-                name = id.name()
-            ));
-        }
-        let audio_bandwidth = audio.iter().map(|(_, info, _)| info.peak_bandwidth).max().unwrap_or(0);
-        let mut audio_codecs: Vec<&str> = Vec::new();
-        for (_, info, _) in &audio {
-            if let Some(c) = info.codecs.as_deref().filter(|c| !c.is_empty() && !audio_codecs.contains(c)) {
-                audio_codecs.push(c);
+        let text = render_master(&ready);
+        let mut cached = group.master.lock().unwrap_or_else(PoisonError::into_inner);
+        let playlist = match cached.as_ref() {
+            Some(kept) if kept.text == text.as_bytes() => Arc::clone(kept),
+            _ => {
+                let gzip = Gzip::new(self.options.gzip_level).compress(text.as_bytes());
+                let digest = Sha256::digest(text.as_bytes());
+                let etag = format!("\"m{:016x}\"", u64::from_be_bytes(digest[..8].try_into().unwrap_or_default()));
+                let made = Arc::new(MasterPlaylist { text: Bytes::from(text), gzip, etag });
+                *cached = Some(Arc::clone(&made));
+                made
             }
-        }
-        variants.sort_by_key(|(_, info, _)| info.peak_bandwidth);
-        for (id, info, _) in variants {
-            let with_audio = !audio.is_empty();
-            let bandwidth = info.peak_bandwidth + if with_audio { audio_bandwidth } else { 0 };
-            out.push_str(&format!("#EXT-X-STREAM-INF:BANDWIDTH={}", bandwidth.max(1)));
-            let mut codecs: Vec<&str> = info.codecs.as_deref().filter(|c| !c.is_empty()).into_iter().collect();
-            if with_audio {
-                codecs.extend(audio_codecs.iter().copied());
-            }
-            if !codecs.is_empty() {
-                out.push_str(&format!(",CODECS=\"{}\"", codecs.join(",")));
-            }
-            if let Some((w, h)) = info.resolution {
-                out.push_str(&format!(",RESOLUTION={w}x{h}"));
-            }
-            if with_audio {
-                out.push_str(",AUDIO=\"audio\"");
-            }
-            out.push_str(&format!(",CLOSED-CAPTIONS=NONE\n{}/index.m3u8\n", id.name()));
-        }
-        Some(out)
+        };
+        Some(Multivariant { playlist: Some(playlist), waiting })
     }
+}
+
+/// A group's multivariant playlist as it stands, from [`Playlists::master`].
+pub struct Multivariant {
+    /// The playlist of the renditions that have one; `None` while none has.
+    pub playlist: Option<Arc<MasterPlaylist>>,
+    /// Renditions of the group that have started but have no playlist yet.
+    pub waiting: Vec<Arc<Stream>>,
+}
+
+/// A rendered multivariant playlist.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MasterPlaylist {
+    /// The playlist.
+    pub text: Bytes,
+    /// `text` as one gzip member.
+    pub gzip: Bytes,
+    /// A strong ETag that follows from `text` (64 bits of its SHA-256).
+    pub etag: String,
+}
+
+/// What the multivariant playlist says about one rendition of a group.
+#[derive(Debug, Clone)]
+pub struct Rendition {
+    /// The rendition's name within its group: its playlist is `{name}/index.m3u8`.
+    pub name: String,
+    /// What its media says.
+    pub info: StreamInfo,
+    /// Whether its init has a video track.
+    pub video: bool,
+}
+
+/// The multivariant playlist of a group's `renditions`. When the group has video, a rendition that carries only
+/// audio is an `EXT-X-MEDIA:TYPE=AUDIO` rendition of the group `audio` (`LANGUAGE` and `CHANNELS` from its track
+/// when known, the first one `DEFAULT=YES`) that every video variant names (`AUDIO="audio"`, its `CODECS`,
+/// `BANDWIDTH` and `AVERAGE-BANDWIDTH` including the audio's); every other rendition is an `EXT-X-STREAM-INF`
+/// variant with `BANDWIDTH` (peak segment bit rate), `AVERAGE-BANDWIDTH` (over all complete segments), `CODECS`,
+/// `RESOLUTION` and `FRAME-RATE` read from its media, ordered by `BANDWIDTH`. A group of audio renditions only
+/// lists them as the variants.
+pub fn render_master(renditions: &[Rendition]) -> String {
+    use std::fmt::Write;
+    let has_video = renditions.iter().any(|r| r.video);
+    let (audio, mut variants): (Vec<&Rendition>, Vec<&Rendition>) =
+        renditions.iter().partition(|r| has_video && !r.video);
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    for (i, r) in audio.iter().enumerate() {
+        let default = if i == 0 { "YES" } else { "NO" };
+        let _ = write!(out, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"{}\"", r.name);
+        if let Some(language) = &r.info.language {
+            let _ = write!(out, ",LANGUAGE=\"{language}\"");
+        }
+        let _ = write!(out, ",DEFAULT={default},AUTOSELECT=YES");
+        if let Some(channels) = r.info.channels {
+            let _ = write!(out, ",CHANNELS=\"{channels}\"");
+        }
+        let _ = writeln!(out, ",URI=\"{}/index.m3u8\"", r.name);
+    }
+    let with_audio = !audio.is_empty();
+    let audio_peak = audio.iter().map(|r| r.info.peak_bandwidth).max().unwrap_or(0);
+    let audio_average = audio.iter().map(|r| r.info.average_bandwidth).max().unwrap_or(0);
+    let mut audio_codecs: Vec<&str> = Vec::new();
+    for r in &audio {
+        if let Some(c) = r.info.codecs.as_deref().filter(|c| !c.is_empty() && !audio_codecs.contains(c)) {
+            audio_codecs.push(c);
+        }
+    }
+    variants.sort_by(|a, b| a.info.peak_bandwidth.cmp(&b.info.peak_bandwidth).then_with(|| a.name.cmp(&b.name)));
+    for r in variants {
+        let info = &r.info;
+        let bandwidth = info.peak_bandwidth + if with_audio { audio_peak } else { 0 };
+        let _ = write!(out, "#EXT-X-STREAM-INF:BANDWIDTH={}", bandwidth.max(1));
+        if info.average_bandwidth > 0 {
+            let average = info.average_bandwidth + if with_audio { audio_average } else { 0 };
+            let _ = write!(out, ",AVERAGE-BANDWIDTH={average}");
+        }
+        let mut codecs: Vec<&str> = info.codecs.as_deref().filter(|c| !c.is_empty()).into_iter().collect();
+        if with_audio {
+            codecs.extend(audio_codecs.iter().copied());
+        }
+        if !codecs.is_empty() {
+            let _ = write!(out, ",CODECS=\"{}\"", codecs.join(","));
+        }
+        if let Some((w, h)) = info.resolution {
+            let _ = write!(out, ",RESOLUTION={w}x{h}");
+        }
+        if let Some(fps) = info.frame_rate.filter(|f| f.is_finite() && *f > 0.0) {
+            let _ = write!(out, ",FRAME-RATE={fps:.3}");
+        }
+        if with_audio {
+            out.push_str(",AUDIO=\"audio\"");
+        }
+        let _ = writeln!(out, ",CLOSED-CAPTIONS=NONE\n{}/index.m3u8", r.name);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -920,5 +1025,96 @@ mod tests {
         tokio::task::yield_now().await;
         s.publish_part(Bytes::from_static(b"z"), meta(200, false)).unwrap();
         assert_eq!(part.await.unwrap().unwrap(), Bytes::from_static(b"z"));
+    }
+
+    fn rendition(name: &str, codecs: &str, peak: u64, average: u64) -> Rendition {
+        let info = StreamInfo {
+            codecs: Some(codecs.to_owned()),
+            peak_bandwidth: peak,
+            average_bandwidth: average,
+            ..StreamInfo::default()
+        };
+        Rendition { name: name.to_owned(), info, video: !codecs.starts_with("mp4a") && !codecs.starts_with("Opus") }
+    }
+
+    fn video(name: &str, peak: u64, average: u64, size: (u32, u32), fps: f64) -> Rendition {
+        let mut r = rendition(name, "avc1.64001f", peak, average);
+        r.info.resolution = Some(size);
+        r.info.frame_rate = Some(fps);
+        r
+    }
+
+    fn audio(name: &str, language: Option<&str>, channels: Option<u16>, peak: u64, average: u64) -> Rendition {
+        let mut r = rendition(name, "mp4a.40.2", peak, average);
+        r.info.language = language.map(str::to_owned);
+        r.info.channels = channels;
+        r
+    }
+
+    #[test]
+    fn the_multivariant_playlist_of_a_ladder_with_audio_renditions() {
+        let ladder = [
+            video("hi", 3_000_000, 2_500_000, (1280, 720), 30.0),
+            audio("en", Some("en"), Some(2), 130_000, 128_000),
+            video("lo", 800_000, 0, (640, 360), 30_000.0 / 1001.0),
+            audio("fr", Some("fr-CA"), Some(6), 140_000, 120_000),
+            audio("xx", None, None, 100_000, 90_000),
+        ];
+        let text = render_master(&ladder);
+        assert_eq!(
+            text,
+            "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"en\",LANGUAGE=\"en\",DEFAULT=YES,AUTOSELECT=YES,\
+             CHANNELS=\"2\",URI=\"en/index.m3u8\"\n\
+             #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"fr\",LANGUAGE=\"fr-CA\",DEFAULT=NO,AUTOSELECT=YES,\
+             CHANNELS=\"6\",URI=\"fr/index.m3u8\"\n\
+             #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"xx\",DEFAULT=NO,AUTOSELECT=YES,URI=\"xx/index.m3u8\"\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=940000,CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=640x360,\
+             FRAME-RATE=29.970,AUDIO=\"audio\",CLOSED-CAPTIONS=NONE\nlo/index.m3u8\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=3140000,AVERAGE-BANDWIDTH=2628000,CODECS=\"avc1.64001f,mp4a.40.2\",\
+             RESOLUTION=1280x720,FRAME-RATE=30.000,AUDIO=\"audio\",CLOSED-CAPTIONS=NONE\nhi/index.m3u8\n"
+        );
+        let parsed = m3u8_rs::parse_master_playlist_res(text.as_bytes()).expect("a multivariant playlist");
+        assert_eq!(parsed.variants.len(), 2);
+        assert_eq!(parsed.variants[1].average_bandwidth, Some(2_628_000));
+        assert_eq!(parsed.variants[1].frame_rate, Some(30.0));
+        assert_eq!(parsed.variants[0].audio.as_deref(), Some("audio"));
+        let languages: Vec<_> = parsed.alternatives.iter().map(|m| m.language.as_deref()).collect();
+        assert_eq!(languages, [Some("en"), Some("fr-CA"), None]);
+        assert_eq!(parsed.alternatives[1].channels.as_deref(), Some("6"));
+        assert_eq!(parsed.alternatives.iter().filter(|m| m.default).count(), 1);
+    }
+
+    #[test]
+    fn audio_only_and_muxed_groups_list_their_renditions_as_variants() {
+        let radio = [audio("aac", Some("de"), Some(2), 130_000, 120_000), rendition("opus", "Opus", 90_000, 0)];
+        assert_eq!(
+            render_master(&radio),
+            "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=90000,CODECS=\"Opus\",CLOSED-CAPTIONS=NONE\nopus/index.m3u8\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=130000,AVERAGE-BANDWIDTH=120000,CODECS=\"mp4a.40.2\",CLOSED-CAPTIONS=NONE\n\
+             aac/index.m3u8\n"
+        );
+        let mut muxed = video("a", 2_000_000, 1_900_000, (1920, 1080), 25.0);
+        muxed.info.codecs = Some("avc1.640028,mp4a.40.2".into());
+        let text = render_master(&[muxed, video("b", 2_000_000, 1_800_000, (1280, 720), 50.0)]);
+        assert!(!text.contains("EXT-X-MEDIA"), "{text}");
+        let uris: Vec<_> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(uris, ["a/index.m3u8", "b/index.m3u8"], "equal bandwidths are ordered by name");
+        assert!(text.contains("CODECS=\"avc1.640028,mp4a.40.2\",RESOLUTION=1920x1080,FRAME-RATE=25.000,"), "{text}");
+    }
+
+    #[test]
+    fn a_group_lists_its_renditions_without_a_playlist_as_waiting() {
+        let p = Playlists::new(Options::default()).unwrap();
+        assert!(p.master("g").is_none());
+        let hi = stream(&p, "g/hi");
+        let now = p.master("g").expect("the group exists once a rendition starts");
+        assert!(now.playlist.is_none());
+        assert_eq!(now.waiting.len(), 1);
+        assert!(Arc::ptr_eq(&now.waiting[0], &hi));
+        drop(now);
+        p.remove(&StreamId::parse("g/hi").unwrap());
+        assert!(p.master("g").is_none(), "a group without renditions is gone");
     }
 }

@@ -37,6 +37,12 @@ pub struct Track {
     pub default_sample_flags: u32,
     /// `trex` default sample size, used when neither `trun` nor `tfhd` gives one.
     pub default_sample_size: u32,
+    /// The track's language: the BCP 47 tag of `elng` when present, else the ISO 639-2/T code of `mdhd`; `None`
+    /// when neither names one (`und`, or no language at all).
+    pub language: Option<String>,
+    /// Audio channels: from the codec's configuration (AAC `AudioSpecificConfig`, Opus `dOps`, AC-3 `dac3`)
+    /// when it says, else the sample entry's `channelcount`; `None` for other tracks.
+    pub channels: Option<u16>,
 }
 
 /// A parsed init segment. `bytes` is exactly what was received, served as `EXT-X-MAP`.
@@ -154,6 +160,17 @@ fn parse_trak(trak: &[u8]) -> Result<Track, Error> {
     if timescale == 0 {
         return Err(Error::Malformed(format!("track {id} has timescale 0")));
     }
+    r.skip(if version == 1 { 8 } else { 4 })?;
+    let mut language = iso639(r.u16()?);
+    if let Some(elng) = find(mdia, b"elng")? {
+        let mut r = Reader::new(elng, "elng");
+        r.version_flags()?;
+        let tag = &elng[r.position()..];
+        let tag = &tag[..tag.iter().position(|&b| b == 0).unwrap_or(tag.len())];
+        if let Some(tag) = bcp47(tag) {
+            language = Some(tag);
+        }
+    }
 
     let hdlr = find(mdia, b"hdlr")?.ok_or_else(|| Error::Malformed("mdia without hdlr".into()))?;
     let mut r = Reader::new(hdlr, "hdlr");
@@ -172,7 +189,7 @@ fn parse_trak(trak: &[u8]) -> Result<Track, Error> {
         .map(|stbl| find(stbl, b"stsd"))
         .transpose()?
         .flatten();
-    let mut codec = None;
+    let (mut codec, mut channels) = (None, None);
     if let Some(stsd) = stsd {
         let mut r = Reader::new(stsd, "stsd");
         r.version_flags()?;
@@ -181,6 +198,7 @@ fn parse_trak(trak: &[u8]) -> Result<Track, Error> {
         if let Some(entry) = children(entries).next().transpose()? {
             let parsed = sample_entry(kind, entry.kind, entry.body)?;
             codec = parsed.codec;
+            channels = parsed.channels;
             if width == 0 || height == 0 {
                 (width, height) = (parsed.width, parsed.height);
             }
@@ -196,13 +214,33 @@ fn parse_trak(trak: &[u8]) -> Result<Track, Error> {
         default_sample_duration: 0,
         default_sample_flags: 0,
         default_sample_size: 0,
+        language,
+        channels,
     })
+}
+
+/// The `mdhd` language: three 5-bit letters, each `+ 0x60`. `und` (undetermined) and anything that is not three
+/// lowercase letters name no language.
+fn iso639(packed: u16) -> Option<String> {
+    let code: String = [10u16, 5, 0].iter().map(|shift| char::from(((packed >> shift) & 0x1f) as u8 + 0x60)).collect();
+    (code.bytes().all(|b| b.is_ascii_lowercase()) && code != "und").then_some(code)
+}
+
+/// An `elng` tag, when it is a plausible BCP 47 tag (letters, digits and hyphens, starting with a letter): it goes
+/// into a quoted playlist attribute, so nothing else is let through.
+fn bcp47(tag: &[u8]) -> Option<String> {
+    let ok = tag.len() <= 35
+        && tag.first().is_some_and(u8::is_ascii_alphabetic)
+        && tag.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-');
+    let tag = std::str::from_utf8(tag).ok().filter(|_| ok)?;
+    (!tag.eq_ignore_ascii_case("und")).then(|| tag.to_owned())
 }
 
 struct SampleEntry {
     codec: Option<String>,
     width: u32,
     height: u32,
+    channels: Option<u16>,
 }
 
 /// Fixed fields before the child boxes: SampleEntry (8) + VisualSampleEntry (70) / AudioSampleEntry (20).
@@ -210,6 +248,7 @@ const VISUAL_FIELDS: usize = 78;
 const AUDIO_FIELDS: usize = 28;
 
 fn sample_entry(track: TrackKind, kind: [u8; 4], body: &[u8]) -> Result<SampleEntry, Error> {
+    let mut channels = None;
     let (width, height, boxes) = match track {
         TrackKind::Video => {
             let mut r = Reader::new(body, "visual sample entry");
@@ -223,18 +262,22 @@ fn sample_entry(track: TrackKind, kind: [u8; 4], body: &[u8]) -> Result<SampleEn
             let mut r = Reader::new(body, "audio sample entry");
             r.skip(8)?;
             // QuickTime sound descriptions reuse the reserved field as a version with extra fields after.
-            let extra = match r.u16()? {
+            let version = r.u16()?;
+            let extra = match version {
                 1 => 16,
                 2 => 36,
                 _ => 0,
             };
-            r.skip(AUDIO_FIELDS - 10 + extra)?;
+            r.skip(6)?;
+            // Version 2 sound descriptions keep the count in their extension; the field here is a placeholder.
+            channels = Some(r.u16()?).filter(|&n| n > 0 && version != 2);
+            r.skip(AUDIO_FIELDS - 18 + extra)?;
             (0, 0, &body[AUDIO_FIELDS + extra..])
         }
         TrackKind::Other => {
             // Unknown layout: name the format, and do not fail the whole init over a side track.
             let codec = codec_string(kind, &[]).ok().flatten();
-            return Ok(SampleEntry { codec, width: 0, height: 0 });
+            return Ok(SampleEntry { codec, width: 0, height: 0, channels: None });
         }
     };
     // Encrypted entries name their real format in sinf/frma; the codec configuration boxes sit beside sinf.
@@ -251,7 +294,55 @@ fn sample_entry(track: TrackKind, kind: [u8; 4], body: &[u8]) -> Result<SampleEn
         kind
     };
     let codec = codec_string(format, boxes)?;
-    Ok(SampleEntry { codec, width, height })
+    if track == TrackKind::Audio {
+        channels = configured_channels(format, boxes)?.or(channels);
+    }
+    Ok(SampleEntry { codec, width, height, channels })
+}
+
+/// The channel count an audio codec's configuration box gives, when it gives one.
+fn configured_channels(format: [u8; 4], boxes: &[u8]) -> Result<Option<u16>, Error> {
+    Ok(match &format {
+        b"mp4a" => match find(boxes, b"esds")? {
+            Some(esds) => audio_specific_config(esds)?.and_then(|asc| aac_channels(&asc)),
+            None => None,
+        },
+        // OpusSpecificBox: Version, OutputChannelCount, ...
+        b"Opus" => find(boxes, b"dOps")?.and_then(|d| d.get(1)).map(|&n| u16::from(n)).filter(|&n| n > 0),
+        // AC3SpecificBox: fscod(2) bsid(5) bsmod(3) acmod(3) lfeon(1).
+        b"ac-3" => find(boxes, b"dac3")?.filter(|d| d.len() >= 3).map(|d| {
+            let bits = u32::from(d[0]) << 16 | u32::from(d[1]) << 8 | u32::from(d[2]);
+            let (acmod, lfe) = ((bits >> 11) & 0x7, (bits >> 10) & 0x1);
+            [2, 1, 2, 3, 3, 4, 4, 5][acmod as usize] + lfe as u16
+        }),
+        _ => None,
+    })
+}
+
+/// `channelConfiguration` of an AAC `AudioSpecificConfig` (ISO 14496-3 1.6.2.1): 1–6 channels as numbered, 7 is
+/// 7.1 (8 channels); 0 (given by a program config element) and the rest are left to the sample entry.
+fn aac_channels(asc: &[u8]) -> Option<u16> {
+    if asc.is_empty() {
+        return None;
+    }
+    let bits = asc.iter().take(8).fold(0u64, |acc, &b| acc << 8 | u64::from(b)) << (8 * (8 - asc.len().min(8)));
+    let mut at = 5;
+    if bits >> (64 - 5) == 31 {
+        at += 6;
+    }
+    let frequency_index = (bits >> (64 - at - 4)) & 0xf;
+    at += 4;
+    if frequency_index == 15 {
+        at += 24;
+    }
+    if asc.len() * 8 < at + 4 {
+        return None;
+    }
+    match (bits >> (64 - at - 4)) & 0xf {
+        n @ 1..=6 => Some(n as u16),
+        7 => Some(8),
+        _ => None,
+    }
 }
 
 fn codec_string(format: [u8; 4], boxes: &[u8]) -> Result<Option<String>, Error> {
@@ -336,6 +427,27 @@ fn hevc(fourcc: &str, hvcc: &[u8]) -> Result<String, Error> {
 
 /// `mp4a.<objectTypeIndication>[.<audioObjectType>]` from the ES descriptor chain in `esds`.
 fn mp4a(esds: &[u8]) -> Result<String, Error> {
+    Ok(match decoder_config(esds)? {
+        Some((0x40, Some(dsi))) if !dsi.is_empty() => {
+            let mut aot = dsi[0] >> 3;
+            if aot == 31 {
+                let next = dsi.get(1).copied().unwrap_or(0);
+                aot = 32 + (((dsi[0] & 0x07) << 3) | (next >> 5));
+            }
+            format!("mp4a.40.{aot}")
+        }
+        Some((oti, _)) => format!("mp4a.{oti:02X}"),
+        None => "mp4a".into(),
+    })
+}
+
+/// The AAC `AudioSpecificConfig` of an `esds`, when its object type is MPEG-4 audio and it carries one.
+fn audio_specific_config(esds: &[u8]) -> Result<Option<&[u8]>, Error> {
+    Ok(decoder_config(esds)?.and_then(|(oti, dsi)| dsi.filter(|d| oti == 0x40 && !d.is_empty())))
+}
+
+/// The `DecoderConfigDescriptor` of an `esds`: its `objectTypeIndication` and `DecoderSpecificInfo`, if any.
+fn decoder_config(esds: &[u8]) -> Result<Option<(u8, Option<&[u8]>)>, Error> {
     let mut r = Reader::new(esds, "esds");
     r.version_flags()?;
     let (tag, len) = descriptor(&mut r)?;
@@ -367,18 +479,13 @@ fn mp4a(esds: &[u8]) -> Result<String, Error> {
         while dc.remaining() > 0 {
             let (tag, len) = descriptor(&mut dc)?;
             let dsi = dc.take(len)?;
-            if tag == 0x05 && oti == 0x40 && !dsi.is_empty() {
-                let mut aot = dsi[0] >> 3;
-                if aot == 31 {
-                    let next = dsi.get(1).copied().unwrap_or(0);
-                    aot = 32 + (((dsi[0] & 0x07) << 3) | (next >> 5));
-                }
-                return Ok(format!("mp4a.40.{aot}"));
+            if tag == 0x05 {
+                return Ok(Some((oti, Some(dsi))));
             }
         }
-        return Ok(format!("mp4a.{oti:02X}"));
+        return Ok(Some((oti, None)));
     }
-    Ok("mp4a".into())
+    Ok(None)
 }
 
 /// An MPEG-4 descriptor header: tag and a length of up to four 7-bit groups.
@@ -413,6 +520,11 @@ pub(crate) mod tests {
     }
 
     fn trak(id: u32, handler: &[u8; 4], timescale: u32, entry: Vec<u8>) -> Vec<u8> {
+        trak_in(id, handler, timescale, entry, 0, &[])
+    }
+
+    /// A `trak` whose `mdhd` has this packed language and whose `mdia` also holds `more` (e.g. an `elng`).
+    fn trak_in(id: u32, handler: &[u8; 4], timescale: u32, entry: Vec<u8>, language: u16, more: &[u8]) -> Vec<u8> {
         let mut tkhd = vec![0; 8];
         tkhd.extend_from_slice(&id.to_be_bytes());
         tkhd.extend_from_slice(&[0; 4 + 4 + 8 + 8 + 36]);
@@ -421,7 +533,9 @@ pub(crate) mod tests {
         tkhd.extend_from_slice(&h.to_be_bytes());
         let mut mdhd = vec![0; 8];
         mdhd.extend_from_slice(&timescale.to_be_bytes());
-        mdhd.extend_from_slice(&[0; 8]);
+        mdhd.extend_from_slice(&[0; 4]);
+        mdhd.extend_from_slice(&language.to_be_bytes());
+        mdhd.extend_from_slice(&[0; 2]);
         let mut hdlr = vec![0; 4];
         hdlr.extend_from_slice(handler);
         hdlr.extend_from_slice(&[0; 13]);
@@ -431,6 +545,7 @@ pub(crate) mod tests {
         let minf = boxed(b"minf", &stbl);
         let mut mdia = full(b"mdhd", 0, 0, &mdhd);
         mdia.extend_from_slice(&full(b"hdlr", 0, 0, &hdlr));
+        mdia.extend_from_slice(more);
         mdia.extend_from_slice(&minf);
         let mut t = full(b"tkhd", 0, 3, &tkhd);
         t.extend_from_slice(&boxed(b"mdia", &mdia));
@@ -447,6 +562,7 @@ pub(crate) mod tests {
 
     fn audio(kind: &[u8; 4], config: Vec<u8>) -> Vec<u8> {
         let mut b = vec![0; AUDIO_FIELDS];
+        b[16..18].copy_from_slice(&2u16.to_be_bytes());
         b.extend_from_slice(&config);
         boxed(kind, &b)
     }
@@ -460,19 +576,25 @@ pub(crate) mod tests {
         full(b"trex", 0, 0, &b)
     }
 
-    /// A minimal H.264 + AAC init segment: track 1 video at 15360, track 2 audio at 48000.
-    pub(crate) fn h264_aac_init() -> Vec<u8> {
-        let avcc = boxed(b"avcC", &[1, 0x64, 0, 0x1f, 0xff]);
-        // ES_Descriptor { DecoderConfigDescriptor { oti 0x40, DecoderSpecificInfo { AAC-LC, 48 kHz, stereo } } }
-        let mut dsi = vec![0x05, 2, 0x11, 0x90];
+    /// An `esds` of AAC with this `AudioSpecificConfig`.
+    fn esds(asc: &[u8]) -> Vec<u8> {
+        let mut dsi = vec![0x05, asc.len() as u8];
+        dsi.extend_from_slice(asc);
         let mut dcd = vec![0x40, 0x15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         dcd.append(&mut dsi);
         let mut es = vec![0, 1, 0, 0x04, dcd.len() as u8];
         es.extend_from_slice(&dcd);
         let mut esds = vec![0x03, 0x80, 0x80, 0x80, es.len() as u8];
         esds.extend_from_slice(&es);
+        full(b"esds", 0, 0, &esds)
+    }
+
+    /// A minimal H.264 + AAC init segment: track 1 video at 15360, track 2 audio at 48000.
+    pub(crate) fn h264_aac_init() -> Vec<u8> {
+        let avcc = boxed(b"avcC", &[1, 0x64, 0, 0x1f, 0xff]);
+        // ES_Descriptor { DecoderConfigDescriptor { oti 0x40, DecoderSpecificInfo { AAC-LC, 48 kHz, stereo } } }
         let mut moov = trak(1, b"vide", 15360, visual(b"avc1", avcc));
-        moov.extend_from_slice(&trak(2, b"soun", 48000, audio(b"mp4a", full(b"esds", 0, 0, &esds))));
+        moov.extend_from_slice(&trak(2, b"soun", 48000, audio(b"mp4a", esds(&[0x11, 0x90]))));
         let mut mvex = trex(1, 512, 0x0101_0000);
         mvex.extend_from_slice(&trex(2, 1024, 0x0200_0000));
         moov.extend_from_slice(&boxed(b"mvex", &mvex));
@@ -491,6 +613,51 @@ pub(crate) mod tests {
         assert_eq!((main.default_sample_duration, main.default_sample_flags), (512, 0x0101_0000));
         let audio = init.track(2).expect("audio");
         assert_eq!((audio.kind, audio.timescale, audio.width), (TrackKind::Audio, 48000, 0));
+    }
+
+    /// `mdhd`'s packed ISO 639-2 code.
+    fn packed(code: &str) -> u16 {
+        code.bytes().fold(0, |acc, b| acc << 5 | u16::from(b - 0x60))
+    }
+
+    #[test]
+    fn languages_from_mdhd_and_elng() {
+        let elng = |tag: &[u8]| full(b"elng", 0, 0, &[tag, b"\0"].concat());
+        let aac = || audio(b"mp4a", esds(&[0x11, 0x90]));
+        let mut moov = trak_in(1, b"soun", 48000, aac(), packed("eng"), &[]);
+        moov.extend_from_slice(&trak_in(2, b"soun", 48000, aac(), packed("por"), &elng(b"pt-BR")));
+        moov.extend_from_slice(&trak_in(3, b"soun", 48000, aac(), packed("und"), &[]));
+        // A tag that could break out of a quoted attribute is not a language; mdhd's code stands.
+        moov.extend_from_slice(&trak_in(4, b"soun", 48000, aac(), packed("deu"), &elng(b"de\",x")));
+        moov.extend_from_slice(&trak_in(5, b"soun", 48000, aac(), packed("fra"), &elng(b"und")));
+        moov.extend_from_slice(&boxed(b"mvex", &trex(1, 1024, 0)));
+        let init = Init::parse(Bytes::from(boxed(b"moov", &moov))).expect("init");
+        let languages: Vec<_> = init.tracks.iter().map(|t| t.language.as_deref()).collect();
+        assert_eq!(languages, [Some("eng"), Some("pt-BR"), None, Some("deu"), Some("fra")]);
+        // The fixture's mdhd language field is all zeros: no language.
+        assert_eq!(Init::parse(Bytes::from(h264_aac_init())).expect("init").tracks[1].language, None);
+    }
+
+    #[test]
+    fn channels_from_the_codec_configuration_else_the_sample_entry() {
+        let channels = |entry: Vec<u8>| {
+            let mut moov = trak(1, b"soun", 48000, entry);
+            moov.extend_from_slice(&boxed(b"mvex", &trex(1, 1024, 0)));
+            Init::parse(Bytes::from(boxed(b"moov", &moov))).expect("init").tracks[0].channels
+        };
+        // AAC-LC 48 kHz: channel configuration 2, 6 (5.1), 7 (7.1 = 8), 0 (PCE: the sample entry's 2).
+        assert_eq!(channels(audio(b"mp4a", esds(&[0x11, 0x90]))), Some(2));
+        assert_eq!(channels(audio(b"mp4a", esds(&[0x11, 0xb0]))), Some(6));
+        assert_eq!(channels(audio(b"mp4a", esds(&[0x11, 0xb8]))), Some(8));
+        assert_eq!(channels(audio(b"mp4a", esds(&[0x11, 0x80]))), Some(2));
+        // An explicit 24-bit sampling frequency (index 15) moves the channel configuration 24 bits on.
+        assert_eq!(channels(audio(b"mp4a", esds(&[0x17, 0x80, 0x5d, 0xc0, 0x08]))), Some(1));
+        // Opus: OutputChannelCount; AC-3: acmod 7 (3/2) + LFE = 6.
+        assert_eq!(channels(audio(b"Opus", boxed(b"dOps", &[0, 1, 0, 0, 0, 0, 0xbb, 0x80, 0, 0, 0]))), Some(1));
+        assert_eq!(channels(audio(b"ac-3", boxed(b"dac3", &[0x10, 0x3c, 0x00]))), Some(6));
+        assert_eq!(channels(audio(b"ec-3", vec![])), Some(2));
+        let video = Init::parse(Bytes::from(h264_aac_init())).expect("init");
+        assert_eq!((video.tracks[0].channels, video.tracks[1].channels), (None, Some(2)));
     }
 
     #[test]

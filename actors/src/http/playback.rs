@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderValue};
@@ -78,7 +79,7 @@ pub async fn serve(req: &HttpRequest, path: &str, state: &AppState) -> Result<Ht
     let (stream, file) = path.rsplit_once('/').ok_or(ApiError::NotFound("no such resource"))?;
     let resource = parse_resource(file).ok_or(ApiError::NotFound("no such resource"))?;
     if resource == Resource::Master {
-        return master(stream, state);
+        return master(req, stream, state).await;
     }
     let id = StreamId::parse(stream)?;
     let stream = state.playlists.stream(&id).ok_or(ApiError::NotFound("no such stream"))?;
@@ -210,14 +211,18 @@ impl CacheHeaders {
     }
 }
 
+/// Whether the request's `If-None-Match` names `etag` (weakly: `W/` is ignored, as RFC 9110 has it for GET).
+fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "*" || v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag))
+}
+
 /// A media response from shared `Bytes`: ETag / If-None-Match, and the parts sent one after another without
 /// copying. Also the body length (0 for a 304).
 fn media(req: &HttpRequest, etag: String, cache: HeaderValue, parts: Vec<Bytes>) -> (HttpResponse, u64) {
-    let matches = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim() == "*" || v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag));
+    let matches = etag_matches(req, &etag);
     let mut resp = if matches { HttpResponse::NotModified() } else { HttpResponse::Ok() };
     resp.insert_header((header::ETAG, etag)).insert_header((header::CACHE_CONTROL, cache));
     if matches {
@@ -232,15 +237,47 @@ fn media(req: &HttpRequest, etag: String, cache: HeaderValue, parts: Vec<Bytes>)
     (resp.body(SizedStream::new(len as u64, body)), len as u64)
 }
 
-fn master(group: &str, state: &AppState) -> Result<HttpResponse, ApiError> {
+/// `GET /live/{group}/master.m3u8`. Held, like a blocking playlist request, while renditions the group has
+/// announced (started) have no playlist yet, up to 3 × the target duration: a player that asks as the ladder comes
+/// up gets every rendition, not only the first to publish. Past that bound it gets the renditions that are ready,
+/// or 503 when none is. Cached for half a target duration like a plain reload, with an ETag and gzip.
+async fn master(req: &HttpRequest, group: &str, state: &AppState) -> Result<HttpResponse, ApiError> {
     if group.contains('/') {
         return Err(ApiError::NotFound("master playlists are served per group: /live/{group}/master.m3u8"));
     }
-    let text = state.playlists.master(group).ok_or(ApiError::NotFound("no renditions in this group"))?;
-    Ok(HttpResponse::Ok()
-        .content_type(PLAYLIST_TYPE)
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=1")))
-        .body(text))
+    let bound = Duration::from_secs(u64::from(state.playlists.options().target_duration) * 3);
+    let deadline = tokio::time::Instant::now() + bound;
+    let wait = async {
+        loop {
+            let now = state.playlists.master(group).ok_or(ApiError::NotFound("no such group"))?;
+            let Some(stream) = now.waiting.first() else {
+                return now.playlist.ok_or(ApiError::NotFound("no renditions in this group"));
+            };
+            let mut edge = stream.subscribe();
+            let arrived = tokio::time::timeout_at(deadline, edge.wait_for(|e| e.has_playlist() || e.removed)).await;
+            if arrived.is_err() {
+                let late = state.playlists.master(group).and_then(|m| m.playlist);
+                return late.ok_or_else(|| {
+                    ApiError::Unavailable("no rendition of this group has published a playlist yet".into())
+                });
+            }
+        }
+    };
+    let playlist = held(req, state, wait).await??;
+    let matches = etag_matches(req, &playlist.etag);
+    let mut resp = if matches { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    resp.insert_header((header::ETAG, playlist.etag.clone()))
+        .insert_header((header::CACHE_CONTROL, state.cache.plain.clone()))
+        .insert_header((header::VARY, HeaderValue::from_static("Accept-Encoding")));
+    if matches {
+        return Ok(resp.finish());
+    }
+    resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PLAYLIST_TYPE)));
+    if accepts_gzip(req) {
+        resp.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
+        return Ok(resp.body(playlist.gzip.clone()));
+    }
+    Ok(resp.body(playlist.text.clone()))
 }
 
 #[cfg(test)]
