@@ -814,7 +814,8 @@ impl Playlists {
     }
 
     /// The multivariant playlist of `group` as far as its renditions have playlists (see [`render_master`]), and
-    /// the renditions announced (started) that have none yet, which a player asking for it should wait for.
+    /// the renditions announced (started, not ended) that have none yet, which a player asking for it should wait
+    /// for.
     /// `None` when there is no such group. The rendered playlist is kept while its text does not change, so its
     /// gzipped form and ETag are made once per change, not per request.
     pub fn master(&self, group: &str) -> Option<Multivariant> {
@@ -825,7 +826,10 @@ impl Playlists {
         for (id, stream) in members {
             let info = stream.info();
             if !info.edge.has_playlist() {
-                waiting.push(stream);
+                // One that ended before it had a segment will never have a playlist.
+                if !info.edge.ended && !info.edge.removed {
+                    waiting.push(stream);
+                }
                 continue;
             }
             if let Some(init) = stream.current_init() {

@@ -11,8 +11,12 @@ mod common;
 use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
-use common::{start_default, Media, Server};
+use std::time::Duration;
+
+use common::{start, start_default, Media, Server};
 use playlists::fmp4::{Fragment, Init};
+use playlists::Options;
+use playlists_actors::EngineConfig;
 
 const VIDEO: [&str; 3] = ["v180", "v144", "v90"];
 
@@ -162,7 +166,7 @@ async fn renditions_started_at_different_moments_cut_the_same_segments() {
     assert_eq!(
         media,
         vec![
-            r#"#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="audio",DEFAULT=YES,AUTOSELECT=YES,URI="audio/index.m3u8""#
+            r#"#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="audio",DEFAULT=YES,AUTOSELECT=YES,CHANNELS="2",URI="audio/index.m3u8""#
         ],
         "{text}"
     );
@@ -172,10 +176,83 @@ async fn renditions_started_at_different_moments_cut_the_same_segments() {
     };
     let uris: Vec<_> = parsed.variants.iter().map(|v| v.uri.as_str()).collect();
     assert_eq!(uris, ["v90/index.m3u8", "v144/index.m3u8", "v180/index.m3u8"], "{text}");
+    let sizes: Vec<_> = parsed.variants.iter().filter_map(|v| v.resolution.map(|r| (r.width, r.height))).collect();
+    assert_eq!(sizes, [(160, 90), (256, 144), (320, 180)], "{text}");
     for v in &parsed.variants {
         assert_eq!(v.audio.as_deref(), Some("audio"), "{text}");
         let codecs = v.codecs.as_deref().unwrap_or_default();
         assert!(codecs.starts_with("avc1.") && codecs.ends_with(",mp4a.40.2"), "{text}");
+        // testsrc2 at 30 fps; the averages over complete segments are under the peaks, the audio's 64 kb/s in both.
+        assert_eq!(v.frame_rate, Some(30.0), "{text}");
+        let average = v.average_bandwidth.unwrap_or_default();
+        assert!(average > 64_000 && average <= v.bandwidth, "{text}");
     }
     assert_eq!(parsed.alternatives.len(), 1);
+}
+
+/// Issue 11 item 2: a master asked for while the ladder comes up waits for the renditions that have started, then
+/// is cached like a plain reload, with an ETag (304) and gzip.
+#[actix_rt::test]
+async fn the_master_waits_for_the_renditions_that_have_started() {
+    let server = start_default().await;
+    let (v90, v180) = (Media::load("ladder_v90.mp4"), Media::load("ladder_v180.mp4"));
+    server.publish("wait/v90", &v90, 10).await;
+    // Announced, with a part but no complete segment: no playlist yet.
+    server.publish("wait/v180", &v180, 3).await;
+    let (client, url) = (server.client.clone(), server.url("/live/wait/master.m3u8"));
+    let asked = actix_rt::spawn(async move {
+        let mut resp = client.get(url).send().await.unwrap();
+        (resp.status(), resp.body().await.unwrap())
+    });
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    assert!(!asked.is_finished(), "the master was answered before v180 had a playlist");
+    // The keyframe at 1 s closes v180's first segment.
+    server.publish_range("wait/v180", &v180, 3..6).await;
+    let (status, body) = asked.await.unwrap();
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let uris: Vec<_> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(uris, ["v90/index.m3u8", "v180/index.m3u8"], "{text}");
+
+    let plain = server.get("/live/wait/master.m3u8").await;
+    assert_eq!(plain.text(), text, "unchanged while no segment closes");
+    assert_eq!(plain.header("cache-control").as_deref(), Some("public, max-age=1"));
+    assert_eq!(plain.header("vary").as_deref(), Some("Accept-Encoding"));
+    assert_eq!(plain.header("content-type").as_deref(), Some("application/vnd.apple.mpegurl"));
+    let etag = plain.header("etag").expect("an ETag");
+    let again = server.client.get(server.url("/live/wait/master.m3u8")).insert_header(("If-None-Match", etag.clone()));
+    let again = server.send(again, None).await;
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    let gz = server.client.get(server.url("/live/wait/master.m3u8")).insert_header(("Accept-Encoding", "gzip"));
+    let gz = server.send(gz, None).await;
+    assert_eq!(gz.header("content-encoding").as_deref(), Some("gzip"));
+    assert_eq!(gz.header("etag"), Some(etag.clone()));
+    let mut unzipped = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz.body[..]), &mut unzipped).unwrap();
+    assert_eq!(unzipped, text);
+
+    // A segment closing changes the bit rates, so the text and its ETag.
+    server.publish_range("wait/v180", &v180, 6..11).await;
+    let changed = server.get("/live/wait/master.m3u8").await;
+    assert_ne!(changed.header("etag"), Some(etag), "{}", changed.text());
+    assert_eq!(server.get("/live/nowhere/master.m3u8").await.status, 404);
+}
+
+/// The wait is bounded by 3 × the target duration: then the renditions that are ready are listed, and a group none
+/// of whose renditions is ready is 503.
+#[actix_rt::test]
+async fn the_master_wait_is_bounded() {
+    let options = Options { target_duration: 1, min_segment: Duration::from_secs(1), ..Options::default() };
+    let server = start(EngineConfig { options, ..EngineConfig::default() }).await;
+    let (v90, v180) = (Media::load("ladder_v90.mp4"), Media::load("ladder_v180.mp4"));
+    server.publish("late/v180", &v180, 2).await;
+    let none = server.get("/live/late/master.m3u8").await;
+    assert_eq!(none.status, 503, "{}", none.text());
+    assert!(none.text().contains("error"), "{}", none.text());
+    server.publish("late/v90", &v90, 10).await;
+    let some = server.get("/live/late/master.m3u8").await;
+    assert_eq!(some.status, 200);
+    let uris: Vec<_> = some.text().lines().filter(|l| !l.starts_with('#')).map(str::to_owned).collect();
+    assert_eq!(uris, ["v90/index.m3u8"], "{}", some.text());
 }

@@ -219,11 +219,16 @@ fn parse_trak(trak: &[u8]) -> Result<Track, Error> {
     })
 }
 
-/// The `mdhd` language: three 5-bit letters, each `+ 0x60`. `und` (undetermined) and anything that is not three
-/// lowercase letters name no language.
+/// The `mdhd` language: three 5-bit letters, each `+ 0x60`, an ISO 639-2/T code, given as the RFC 5646 tag a
+/// playlist's `LANGUAGE` takes: the two-letter code where ISO 639-1 has one (`eng` is `en`), else the three
+/// letters. `und` (undetermined) and anything that is not three lowercase letters name no language.
 fn iso639(packed: u16) -> Option<String> {
     let code: String = [10u16, 5, 0].iter().map(|shift| char::from(((packed >> shift) & 0x1f) as u8 + 0x60)).collect();
-    (code.bytes().all(|b| b.is_ascii_lowercase()) && code != "und").then_some(code)
+    if !code.bytes().all(|b| b.is_ascii_lowercase()) || code == "und" {
+        return None;
+    }
+    let short = isolang::Language::from_639_3(&code).and_then(|l| l.to_639_1());
+    Some(short.map_or(code, str::to_owned))
 }
 
 /// An `elng` tag, when it is a plausible BCP 47 tag (letters, digits and hyphens, starting with a letter): it goes
@@ -630,10 +635,12 @@ pub(crate) mod tests {
         // A tag that could break out of a quoted attribute is not a language; mdhd's code stands.
         moov.extend_from_slice(&trak_in(4, b"soun", 48000, aac(), packed("deu"), &elng(b"de\",x")));
         moov.extend_from_slice(&trak_in(5, b"soun", 48000, aac(), packed("fra"), &elng(b"und")));
+        // No two-letter code for Cantonese: the three letters are the RFC 5646 tag.
+        moov.extend_from_slice(&trak_in(6, b"soun", 48000, aac(), packed("yue"), &[]));
         moov.extend_from_slice(&boxed(b"mvex", &trex(1, 1024, 0)));
         let init = Init::parse(Bytes::from(boxed(b"moov", &moov))).expect("init");
         let languages: Vec<_> = init.tracks.iter().map(|t| t.language.as_deref()).collect();
-        assert_eq!(languages, [Some("eng"), Some("pt-BR"), None, Some("deu"), Some("fra")]);
+        assert_eq!(languages, [Some("en"), Some("pt-BR"), None, Some("de"), Some("fr"), Some("yue")]);
         // The fixture's mdhd language field is all zeros: no language.
         assert_eq!(Init::parse(Bytes::from(h264_aac_init())).expect("init").tracks[1].language, None);
     }

@@ -254,7 +254,8 @@ async fn master(req: &HttpRequest, group: &str, state: &AppState) -> Result<Http
                 return now.playlist.ok_or(ApiError::NotFound("no renditions in this group"));
             };
             let mut edge = stream.subscribe();
-            let arrived = tokio::time::timeout_at(deadline, edge.wait_for(|e| e.has_playlist() || e.removed)).await;
+            let arrived =
+                tokio::time::timeout_at(deadline, edge.wait_for(|e| e.has_playlist() || e.ended || e.removed)).await;
             if arrived.is_err() {
                 let late = state.playlists.master(group).and_then(|m| m.playlist);
                 return late.ok_or_else(|| {
