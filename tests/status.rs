@@ -92,6 +92,8 @@ async fn snapshot_on_connect_then_events_in_order() {
     let init = playlists::InitName::of(&media.init).to_string();
     assert_eq!(cam["init"].as_str(), Some(init.as_str()), "the init's name, as EXT-X-MAP gives it");
     assert!(cam.get("held_requests").is_some() && cam.get("playlist_requests").is_some(), "{cam}");
+    assert!(cam["frame_rate"].as_f64().is_some_and(|f| f > 1.0 && f <= 60.0), "{cam}");
+    assert!(cam["channels"].as_u64().is_some_and(|c| c >= 1), "the fixture's AAC track: {cam}");
 
     // A new stream: stream_started, then its parts in order with the segments they close.
     let n = 24;

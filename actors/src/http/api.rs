@@ -34,6 +34,14 @@ pub struct StreamStatus {
     pub last_segment: Option<u64>,
     /// Peak segment bit rate, bits per second.
     pub peak_bandwidth: u64,
+    /// Bit rate over all complete segments, bits per second.
+    pub average_bandwidth: u64,
+    /// Video frames per second, once a video fragment arrived.
+    pub frame_rate: Option<f64>,
+    /// The audio track's language (RFC 5646), when its init names one.
+    pub language: Option<String>,
+    /// The audio track's channel count.
+    pub channels: Option<u16>,
     /// Unix time, ms, of the first part.
     pub started_at: Option<u64>,
     /// Unix time, ms, of the newest part.
@@ -75,6 +83,10 @@ impl StreamStatus {
             part: info.edge.last_part.map(|p| p.part),
             last_segment: info.edge.last_segment,
             peak_bandwidth: info.peak_bandwidth,
+            average_bandwidth: info.average_bandwidth,
+            frame_rate: info.frame_rate.map(|f| (f * 1000.0).round() / 1000.0),
+            language: info.language,
+            channels: info.channels,
             started_at: unix_ms(info.started_at),
             last_part_at: unix_ms(info.last_part_at),
             parts: info.parts,
