@@ -1127,7 +1127,7 @@ const LADDER: [(&str, &str, &str); 3] =
 /// One ffmpeg that encodes the test source of [`ffmpeg_live_source`] once into a 3-rendition ladder (x264
 /// ultrafast, the same 1 s GOP in every output, so the renditions' segments line up) and pushes each output as
 /// its own long chunked POST of fMP4 to `{base}/ingest/{group}/{rendition}`: with `Ladder::Split` the three video
-/// renditions carry no audio and the audio (AAC, 48 kHz stereo) is a fourth upload, `.../audio`; with
+/// renditions carry no audio and the audio (AAC, 48 kHz stereo, English) is a fourth upload, `.../audio`; with
 /// `Ladder::Muxed` each video rendition carries the audio. Stops after `secs`.
 fn ffmpeg_ladder(base: &str, group: &str, secs: u32, form: Ladder) -> Command {
     let mut c = Command::new("ffmpeg");
@@ -1156,7 +1156,8 @@ fn ffmpeg_ladder(base: &str, group: &str, secs: u32, form: Ladder) -> Command {
         fmp4(&mut c, format!("{base}/ingest/{group}/{name}"));
     }
     if form == Ladder::Split {
-        c.args(["-map", "1:a"]).args(aac);
+        // The language goes into the track's `mdhd` (ISO 639-2 `eng`), the master's LANGUAGE (RFC 5646 `en`).
+        c.args(["-map", "1:a"]).args(aac).args(["-metadata:s:a:0", "language=eng"]);
         fmp4(&mut c, format!("{base}/ingest/{group}/audio"));
     }
     c
@@ -1203,12 +1204,22 @@ async fn abr_ladder(form: Ladder, name: &str) {
     let r = json!({ "form": format!("{form:?}"), "master": text, "hlsjs": abr, "shaka": shaka });
     save(name, &r);
 
+    // What the multivariant playlist says of each rendition, from its media.
+    let parsed = m3u8_rs::parse_master_playlist_res(text.as_bytes()).unwrap_or_else(|e| panic!("{e:?}: {r}"));
+    for v in &parsed.variants {
+        assert_eq!(v.frame_rate, Some(30.0), "{r}");
+        assert!(v.average_bandwidth.is_some_and(|a| a > 0 && a <= v.bandwidth), "{r}");
+        assert!(v.resolution.is_some(), "{r}");
+    }
     // hls.js: the video renditions are its levels; audio as its own rendition is an audio track, not a level.
     assert_eq!(abr["started"], true, "{r}");
     assert_eq!(abr["fatal_count"], 0, "{r}");
     assert_eq!(abr["levels_count"], 3, "{r}");
     if form == Ladder::Split {
         assert_eq!(abr["audio_tracks_count"], 1, "{r}");
+        assert_eq!(abr["audio_tracks"][0]["lang"], "en", "LANGUAGE from the audio track's mdhd: {r}");
+        let audio = &parsed.alternatives[0];
+        assert_eq!((audio.language.as_deref(), audio.channels.as_deref()), (Some("en"), Some("2")), "{r}");
     }
     let switches = abr["switches"].as_array().unwrap();
     assert!(switches.len() >= 6, "{r}");
