@@ -1,5 +1,6 @@
 // ABR ladder (issue 11): hls.js plays a group's master.m3u8 in Debian's headless Chromium and is forced to switch
-// level every SWITCH_S seconds, cycling through every level, for SECONDS; prints ONE line of JSON.
+// level every SWITCH_S seconds (`hls.loadLevel`, with automatic selection off), cycling through every level, for
+// SECONDS; prints ONE line of JSON.
 //
 //   node e2e/abr.mjs MASTER_URL [SECONDS] [SWITCH_S]     (defaults 30 and 5)
 //
@@ -40,6 +41,7 @@ try {
         fatal: [],
         errors: {},
         stalls: { buffer_stalled: 0, waiting: 0 },
+        holes: [],
         windows: [],
         window_s: 0,
         advance: null,
@@ -53,13 +55,21 @@ try {
         if (d.fatal && out.fatal.length < 20) out.fatal.push({ type: d.type, details: d.details, at_ms: since(), reason: String(d.reason ?? d.error?.message ?? '') });
         if (!d.fatal) out.errors[d.details] = (out.errors[d.details] ?? 0) + 1;
         if (d.details === 'bufferStalledError' && t0 !== null) out.stalls.buffer_stalled += 1;
+        // Where a stall or a hole was: the playhead and the audio and video buffers as the last append left them.
+        if ((d.details === 'bufferStalledError' || d.details === 'bufferSeekOverHole') && out.holes.length < 10) {
+          out.holes.push({ details: d.details, at_ms: since(), current_time: Number(v.currentTime.toFixed(3)), hole: d.hole ?? null, audio: ranges.audio, video: ranges.video });
+        }
       });
+      const ranges = { audio: [], video: [] };
+      const asList = (r) => Array.from({ length: r.length }, (_, i) => [Number(r.start(i).toFixed(3)), Number(r.end(i).toFixed(3))]);
       // The end of the buffer that holds audio, as hls.js reports each append (the audio SourceBuffer's when audio
       // is its own rendition, the muxed one's otherwise).
       let lastAudioEnd = 0;
       hls.on(Hls.Events.BUFFER_APPENDED, (_e, d) => {
         const r = d.timeRanges?.audio ?? d.timeRanges?.audiovideo;
         if (r && r.length) lastAudioEnd = r.end(r.length - 1);
+        if (d.timeRanges?.audio) ranges.audio = asList(d.timeRanges.audio);
+        if (d.timeRanges?.video) ranges.video = asList(d.timeRanges.video);
       });
       let pending = null;
       hls.on(Hls.Events.LEVEL_SWITCHED, (_e, d) => {
@@ -110,7 +120,9 @@ try {
         const level = (Math.max(hls.currentLevel, 0) + 1) % Math.max(n, 1);
         pending = { level, at_ms: since(), switched_ms: null };
         out.switches.push(pending);
-        hls.currentLevel = level;
+        // `loadLevel`, as hls.js's own ABR switches: the next fragment or part is loaded from `level`, and what is
+        // buffered plays out. (`currentLevel` would flush the whole buffer, a stall at any live edge by design.)
+        hls.loadLevel = level;
         const wEnd = t0 + (w + 1) * switchS * 1000;
         while (performance.now() < wEnd) await sleep(250);
         const nb = v.webkitAudioDecodedByteCount ?? 0;
