@@ -13,10 +13,12 @@
 //! - A rendition without video (audio) never declares a boundary while a video rendition is publishing: it cannot
 //!   know where the next keyframe will be. Its publisher waits (bounded) until the video has passed its fragment,
 //!   and cuts the fragment at the boundaries inside it, at the nearest audio sample
-//!   ([`fmp4::refragment::split_at`](crate::fmp4::refragment::split_at)).
+//!   ([`fmp4::refragment::split_at`](crate::fmp4::refragment::split_at)), unless a piece would be a sliver (under
+//!   half a part): then the whole fragment is placed, starting the boundary's segment if it starts within half its
+//!   length of the boundary.
 //! - A segment between two boundaries has, in every rendition, the `EXTINF` of the boundaries' distance and the
 //!   date of its first boundary: the same text everywhere (an audio segment's media starts within half an audio
-//!   frame of it).
+//!   frame of it, or within half a part where a cut would have left a sliver).
 //! - A rendition whose first part lies between boundaries (it started mid-GOP) starts with a shorter segment under
 //!   the MSN of the boundary before it, and is aligned from its next boundary on.
 //! - A rendition whose timeline is not the group's (its media time is more than [`UNRELATED`] from where the

@@ -263,7 +263,7 @@ impl Publisher {
     }
 
     /// A fragment of an audio rendition whose group has video publishing, cut where the group's segments start
-    /// (see [`playlists::timeline`]): it first waits, at most twice the part target, for the video to publish past
+    /// (see [`playlists::timeline`]) unless a piece would be a sliver: it first waits, at most twice the part target, for the video to publish past
     /// the fragment's end, since only video decides where segments start. Anything else comes back as it is.
     async fn align(&self, fragment: Fragment) -> Result<Vec<Fragment>, PublishError> {
         let Some(stream) = self.stream.upgrade() else { return Ok(vec![fragment]) };
@@ -278,7 +278,14 @@ impl Publisher {
             _ => end,
         };
         timeline.wait_video(until, self.publishers.max_part() * 2).await;
-        let boundaries = timeline.boundaries_between(start, end);
+        // A boundary near the fragment's start or end is not cut at: that would leave a sliver of a part (a frame or
+        // a few), and hls.js skips such a sliver at a segment's edge, a hole in its audio buffer and a stall. The
+        // whole fragment then starts the segment, or ends the one before (the timeline places a part that starts
+        // within half its length of a boundary at the boundary), so the audio's segments start within half a part
+        // of the video's, under the same MSN and date.
+        let sliver = u64::try_from(self.publishers.max_part().as_nanos() / 2).unwrap_or(u64::MAX);
+        let mut boundaries = timeline.boundaries_between(start, end);
+        boundaries.retain(|&b| b - start >= sliver && end - b >= sliver);
         let Some(timescale) = fragment.main_run().map(|r| r.timescale).filter(|_| !boundaries.is_empty()) else {
             return Ok(vec![fragment]);
         };

@@ -309,7 +309,7 @@ fn sample_entry(track: TrackKind, kind: [u8; 4], body: &[u8]) -> Result<SampleEn
 fn configured_channels(format: [u8; 4], boxes: &[u8]) -> Result<Option<u16>, Error> {
     Ok(match &format {
         b"mp4a" => match find(boxes, b"esds")? {
-            Some(esds) => audio_specific_config(esds)?.and_then(|asc| aac_channels(&asc)),
+            Some(esds) => audio_specific_config(esds)?.and_then(aac_channels),
             None => None,
         },
         // OpusSpecificBox: Version, OutputChannelCount, ...
@@ -451,8 +451,11 @@ fn audio_specific_config(esds: &[u8]) -> Result<Option<&[u8]>, Error> {
     Ok(decoder_config(esds)?.and_then(|(oti, dsi)| dsi.filter(|d| oti == 0x40 && !d.is_empty())))
 }
 
-/// The `DecoderConfigDescriptor` of an `esds`: its `objectTypeIndication` and `DecoderSpecificInfo`, if any.
-fn decoder_config(esds: &[u8]) -> Result<Option<(u8, Option<&[u8]>)>, Error> {
+/// A `DecoderConfigDescriptor`'s `objectTypeIndication` and `DecoderSpecificInfo`, if any.
+type DecoderConfig<'a> = (u8, Option<&'a [u8]>);
+
+/// The `DecoderConfigDescriptor` of an `esds`.
+fn decoder_config(esds: &[u8]) -> Result<Option<DecoderConfig<'_>>, Error> {
     let mut r = Reader::new(esds, "esds");
     r.version_flags()?;
     let (tag, len) = descriptor(&mut r)?;
