@@ -815,9 +815,8 @@ impl Playlists {
 
     /// The multivariant playlist of `group` as far as its renditions have playlists (see [`render_master`]), and
     /// the renditions announced (started, not ended) that have none yet, which a player asking for it should wait
-    /// for.
-    /// `None` when there is no such group. The rendered playlist is kept while its text does not change, so its
-    /// gzipped form and ETag are made once per change, not per request.
+    /// for; `None` when there is no such group. The rendered playlist is kept while its text does not change, so
+    /// its gzipped form and ETag are made once per change, not per request.
     pub fn master(&self, group: &str) -> Option<Multivariant> {
         let group = self.groups.get(group).map(|g| Arc::clone(g.value()))?;
         let members = group.members.read().unwrap_or_else(PoisonError::into_inner).clone();

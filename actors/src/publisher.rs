@@ -263,8 +263,9 @@ impl Publisher {
     }
 
     /// A fragment of an audio rendition whose group has video publishing, cut where the group's segments start
-    /// (see [`playlists::timeline`]) unless a piece would be a sliver: it first waits, at most twice the part target, for the video to publish past
-    /// the fragment's end, since only video decides where segments start. Anything else comes back as it is.
+    /// (see [`playlists::timeline`]) unless a piece would be a sliver: it first waits, at most twice the part
+    /// target, for the video to publish past the fragment's end, since only video decides where segments start.
+    /// Anything else comes back as it is.
     async fn align(&self, fragment: Fragment) -> Result<Vec<Fragment>, PublishError> {
         let Some(stream) = self.stream.upgrade() else { return Ok(vec![fragment]) };
         let Some((start, end, timeline)) = stream.follows_video(&fragment, SystemTime::now()) else {
