@@ -1,6 +1,7 @@
-// ABR ladder (issue 11): hls.js plays a group's master.m3u8 in Debian's headless Chromium and is forced to switch
-// level every SWITCH_S seconds (`hls.loadLevel`, with automatic selection off), cycling through every level, for
-// SECONDS; prints ONE line of JSON.
+// ABR ladder (issue 11): hls.js plays a group's master.m3u8 in Debian's headless Chromium, SWITCH_S seconds on the
+// level it started on, then forced to switch level every SWITCH_S seconds (`hls.loadLevel`, with automatic
+// selection off), cycling through every level, for SECONDS (SECONDS / SWITCH_S switches); prints ONE line of JSON.
+// Stalls are counted from the first `playing` on, the first window included.
 //
 //   node e2e/abr.mjs MASTER_URL [SECONDS] [SWITCH_S]     (defaults 30 and 5)
 //
@@ -9,7 +10,7 @@
 // errors by details; stalls (BUFFER_STALLED_ERROR and `waiting` after the first `playing`); currentTime progress;
 // audio continuity per window (video.webkitAudioDecodedByteCount growth, and the audio buffer's end: the audio
 // SourceBuffer's when hls.js has one, else the muxed one); hls.latency at the end. Bounded: 30 s startup +
-// SECONDS + 20 s.
+// SWITCH_S + SECONDS + 20 s.
 
 import { hardLimit, launch, videoPage } from './browser.mjs';
 
@@ -20,7 +21,7 @@ if (!url) {
 }
 const seconds = Number(secondsArg ?? 30);
 const switchS = Number(switchArg ?? 5);
-const limit = hardLimit('abr.mjs', 30 + seconds + 20);
+const limit = hardLimit('abr.mjs', 30 + switchS + seconds + 20);
 
 const { context, close } = await launch();
 let result;
@@ -57,10 +58,10 @@ try {
         if (d.details === 'bufferStalledError' && t0 !== null) out.stalls.buffer_stalled += 1;
         // Where a stall or a hole was: the playhead and the audio and video buffers as the last append left them.
         if ((d.details === 'bufferStalledError' || d.details === 'bufferSeekOverHole') && out.holes.length < 10) {
-          out.holes.push({ details: d.details, at_ms: since(), current_time: Number(v.currentTime.toFixed(3)), hole: d.hole ?? null, audio: ranges.audio, video: ranges.video });
+          out.holes.push({ details: d.details, at_ms: since(), current_time: Number(v.currentTime.toFixed(3)), hole: d.hole ?? null, ...ranges });
         }
       });
-      const ranges = { audio: [], video: [] };
+      const ranges = { audio: [], video: [], audiovideo: [] };
       const asList = (r) => Array.from({ length: r.length }, (_, i) => [Number(r.start(i).toFixed(3)), Number(r.end(i).toFixed(3))]);
       // The end of the buffer that holds audio, as hls.js reports each append (the audio SourceBuffer's when audio
       // is its own rendition, the muxed one's otherwise).
@@ -70,6 +71,7 @@ try {
         if (r && r.length) lastAudioEnd = r.end(r.length - 1);
         if (d.timeRanges?.audio) ranges.audio = asList(d.timeRanges.audio);
         if (d.timeRanges?.video) ranges.video = asList(d.timeRanges.video);
+        if (d.timeRanges?.audiovideo) ranges.audiovideo = asList(d.timeRanges.audiovideo);
       });
       let pending = null;
       hls.on(Hls.Events.LEVEL_SWITCHED, (_e, d) => {
@@ -115,14 +117,17 @@ try {
       let aEnd = audioEnd();
       let time = v.currentTime;
       const n = hls.levels.length;
-      for (let w = 0; (w + 1) * switchS <= seconds; w++) {
-        // Ask for the next level in turn: every level is visited, none twice in a row.
-        const level = (Math.max(hls.currentLevel, 0) + 1) % Math.max(n, 1);
-        pending = { level, at_ms: since(), switched_ms: null };
-        out.switches.push(pending);
-        // `loadLevel`, as hls.js's own ABR switches: the next fragment or part is loaded from `level`, and what is
-        // buffered plays out. (`currentLevel` would flush the whole buffer, a stall at any live edge by design.)
-        hls.loadLevel = level;
+      // Window 0 plays the level hls.js started on; each later window begins with a switch.
+      for (let w = 0; w * switchS <= seconds; w++) {
+        if (w > 0) {
+          // Ask for the next level in turn: every level is visited, none twice in a row.
+          const level = (Math.max(hls.currentLevel, 0) + 1) % Math.max(n, 1);
+          pending = { level, at_ms: since(), switched_ms: null };
+          out.switches.push(pending);
+          // `loadLevel`, as hls.js's own ABR switches: the next fragment or part is loaded from `level`, and what
+          // is buffered plays out. (`currentLevel` would flush the whole buffer, a stall at any live edge.)
+          hls.loadLevel = level;
+        }
         const wEnd = t0 + (w + 1) * switchS * 1000;
         while (performance.now() < wEnd) await sleep(250);
         const nb = v.webkitAudioDecodedByteCount ?? 0;
