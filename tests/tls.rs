@@ -185,16 +185,24 @@ async fn h2_get(client: &mut h2::client::SendRequest<Bytes>, path: &str) -> h2::
 
 /// Awaits a response and its whole body.
 async fn h2_read(response: h2::client::ResponseFuture) -> (u16, Bytes) {
+    let (status, _, body, _) = h2_read_headers(response).await;
+    (status, body)
+}
+
+/// Awaits a response: its status, headers, whole body and largest DATA frame.
+async fn h2_read_headers(response: h2::client::ResponseFuture) -> (u16, http::HeaderMap, Bytes, usize) {
     let response = tokio::time::timeout(WAIT, response).await.expect("answered in time").unwrap();
     let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let mut body = response.into_body();
-    let mut out = Vec::new();
+    let (mut out, mut largest) = (Vec::new(), 0);
     while let Some(chunk) = tokio::time::timeout(WAIT, body.data()).await.expect("body in time") {
         let chunk = chunk.unwrap();
         let _ = body.flow_control().release_capacity(chunk.len());
+        largest = largest.max(chunk.len());
         out.extend_from_slice(&chunk);
     }
-    (status, Bytes::from(out))
+    (status, headers, Bytes::from(out), largest)
 }
 
 /// One HTTP/1.1 GET on `io`, `Connection: close`, read to the end.
@@ -280,6 +288,44 @@ async fn held_playlists_and_a_held_part_share_one_h2_connection_and_one_publicat
         let text = String::from_utf8_lossy(&body).into_owned();
         assert!(text.contains(&format!("URI=\"{uri}\"")), "the reload lists the part it waited for:\n{text}");
     }
+    server.stop().await;
+}
+
+/// A small playlist is handed to h2 in pieces (playback.rs, `h2_small`): over h2 it is the same bytes, with the
+/// same Content-Length, as over HTTP/1.1, and its gzipped form unzips to them.
+#[actix_rt::test]
+async fn a_playlist_over_h2_is_the_same_bytes_as_over_http1() {
+    let (_dir, pem, server) = Server::with_certificate("same").await;
+    let media = Media::h264();
+    server.publish("cam", "/init.mp4", media.init.clone()).await;
+    for i in 0..7 {
+        server.publish("cam", "/parts", media.fragment(i)).await;
+    }
+    let h1 = http1_get(TcpStream::connect(server.http).await.unwrap(), "/live/cam/index.m3u8").await;
+    let (head, h1_body) = h1.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut h2 = h2_client(connect(server.https, &[&pem.der], &[b"h2"]).await).await;
+    let mut bodies = Vec::new();
+    for gzip in [false, true] {
+        let mut req = http::Request::get("https://localhost/live/cam/index.m3u8");
+        if gzip {
+            req = req.header("accept-encoding", "gzip");
+        }
+        let mut ready = h2.clone().ready().await.unwrap();
+        let (response, _) = ready.send_request(req.body(()).unwrap(), true).unwrap();
+        h2 = ready;
+        let (status, headers, body, largest) = h2_read_headers(response).await;
+        assert_eq!(status, 200);
+        assert!(largest <= 255, "DATA frames of at most 255 bytes, not {largest}");
+        assert_eq!(headers["content-length"].to_str().unwrap(), body.len().to_string());
+        assert_eq!(headers.contains_key("content-encoding"), gzip);
+        bodies.push(body);
+    }
+    assert_eq!(String::from_utf8_lossy(&bodies[0]), h1_body);
+    assert!(bodies[0].len() > 255 && bodies[1].len() > 255, "more than one piece each");
+    let mut unzipped = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bodies[1][..]), &mut unzipped).unwrap();
+    assert_eq!(unzipped, h1_body);
     server.stop().await;
 }
 

@@ -185,7 +185,28 @@ async fn playlist(req: &HttpRequest, stream: &Arc<Stream>, state: &AppState) -> 
     let delta = request.skip != Skip::No && !rendered.ended;
     let body = rendered.body(delta, gzip).clone();
     let len = body.len() as u64;
+    if req.version() == actix_web::http::Version::HTTP_2 && body.len() <= H2_SMALL_BODY {
+        return Ok((resp.body(h2_small(body)), len));
+    }
     Ok((resp.body(body), len))
+}
+
+/// The h2 crate (under actix-http) writes a DATA frame's payload of 256 bytes or more from the body's own `Bytes`
+/// instead of copying it into its write buffer, and must then write out everything buffered before it takes
+/// another frame: one `writev` and TLS record per such frame. For a small body (a gzipped playlist is ~600 B) that
+/// is one system call per response, where copying lets the answers to a connection's concurrent requests go out
+/// in one write (BENCHMARKS.md, HTTPS). So a small body is given to it in pieces under 256 bytes, slices of the same
+/// `Bytes`, which it copies into its buffer; a large one stays whole.
+const H2_SMALL_BODY: usize = 4096;
+const H2_COPIED_PIECE: usize = 255;
+
+fn h2_small(body: Bytes) -> SizedStream<impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>>> {
+    let len = body.len() as u64;
+    let pieces = (0..body.len()).step_by(H2_COPIED_PIECE).map(move |at| {
+        let end = (at + H2_COPIED_PIECE).min(body.len());
+        Ok(body.slice(at..end))
+    });
+    SizedStream::new(len, futures_util::stream::iter(pieces))
 }
 
 /// The `Cache-Control` values that follow from the target duration, which every stream of an engine shares: made
