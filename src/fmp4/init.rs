@@ -37,8 +37,8 @@ pub struct Track {
     pub default_sample_flags: u32,
     /// `trex` default sample size, used when neither `trun` nor `tfhd` gives one.
     pub default_sample_size: u32,
-    /// The track's language: the BCP 47 tag of `elng` when present, else the ISO 639-2/T code of `mdhd`; `None`
-    /// when neither names one (`und`, or no language at all).
+    /// The track's language as an RFC 5646 tag: `elng`'s when present, else `mdhd`'s ISO 639-2/T code, as its
+    /// two-letter ISO 639-1 code where there is one (`eng` is `en`); `None` when neither names one (`und`).
     pub language: Option<String>,
     /// Audio channels: from the codec's configuration (AAC `AudioSpecificConfig`, Opus `dOps`, AC-3 `dac3`)
     /// when it says, else the sample entry's `channelcount`; `None` for other tracks.
