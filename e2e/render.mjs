@@ -183,7 +183,8 @@ if (ladders.length > 0) {
   push(
     '### ABR ladder from one ffmpeg process (issue 11)',
     '',
-    'hls.js plays the group\'s master.m3u8 and is forced to another level every 5 s for 30 s; then Shaka Player',
+    'hls.js plays the group\'s master.m3u8, 5 s on the level it started on, then forced to another level',
+    '(`hls.loadLevel`) every 5 s for 30 s; stall events are counted from the first `playing`. Then Shaka Player',
     '(low-latency mode) plays the same stream for 20 s.',
     '',
     '| ladder | hls.js levels / audio tracks | switches landed (ms to LEVEL_SWITCHED) | hls.js fatal / stall events | ' +
