@@ -1177,7 +1177,8 @@ async fn node_script(script: &str, args: &[String], limit: Duration) -> Value {
 async fn abr_ladder(form: Ladder, name: &str) {
     let origin = origin().await;
     let group = "ladder";
-    // Long enough for hls.js's 5 + 30 s and Shaka's 20 s on the same stream, one after the other; killed at the end.
+    // Long enough for hls.js's 5 + 30 s and Shaka's 20 s on the same stream, one after the other; killed at the
+    // end.
     let mut ffmpeg = Proc::spawn("ffmpeg (ladder)", ffmpeg_ladder(&origin.base, group, 90, form));
     let mut renditions: Vec<&str> = LADDER.iter().map(|r| r.0).collect();
     if form == Ladder::Split {
