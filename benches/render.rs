@@ -46,10 +46,7 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function("render full + delta", |b| {
         b.iter(|| {
-            full.clear();
-            delta.clear();
-            m.render(false, &reports, &mut full);
-            m.render(true, &reports, &mut delta);
+            render_both(&m, &reports, &mut full, &mut delta);
             black_box((&full, &delta));
         })
     });
@@ -57,10 +54,7 @@ fn bench(c: &mut Criterion) {
     let mut gzip = Gzip::new(options.gzip_level);
     c.bench_function("render + gzip (full and delta)", |b| {
         b.iter(|| {
-            full.clear();
-            delta.clear();
-            m.render(false, &reports, &mut full);
-            m.render(true, &reports, &mut delta);
+            render_both(&m, &reports, &mut full, &mut delta);
             let r = Rendered::new(
                 Position::new(80, 3),
                 false,
@@ -109,10 +103,7 @@ fn bench(c: &mut Criterion) {
     println!("steady state with 4 rendition reports: full {} bytes", full.len());
     c.bench_function("render full + delta, 4 rendition reports", |b| {
         b.iter(|| {
-            full.clear();
-            delta.clear();
-            m.render(false, &four, &mut full);
-            m.render(true, &four, &mut delta);
+            render_both(&m, &four, &mut full, &mut delta);
             black_box((&full, &delta));
         })
     });
@@ -145,6 +136,14 @@ fn bench(c: &mut Criterion) {
     c.bench_function("render_master (3 video + 2 audio renditions)", |b| {
         b.iter(|| black_box(render_master(black_box(&renditions))))
     });
+}
+
+/// Renders the full and the delta playlist of `m` into `full` and `delta`, as each published part does.
+fn render_both(m: &M3u8Manifest, reports: &[RenditionReport], full: &mut Vec<u8>, delta: &mut Vec<u8>) {
+    full.clear();
+    delta.clear();
+    m.render(false, reports, full);
+    m.render(true, reports, delta);
 }
 
 fn video_rendition(name: &str, bps: u64, size: (u32, u32)) -> Rendition {

@@ -844,7 +844,7 @@ impl Playlists {
         let playlist = match cached.as_ref() {
             Some(kept) if kept.text == text.as_bytes() => Arc::clone(kept),
             _ => {
-                let gzip = Gzip::new(self.options.gzip_level).compress(text.as_bytes());
+                let gzip = m3u8_cache::gzip(text.as_bytes(), self.options.gzip_level);
                 let digest = Sha256::digest(text.as_bytes());
                 let etag = format!("\"m{:016x}\"", u64::from_be_bytes(digest[..8].try_into().unwrap_or_default()));
                 let made = Arc::new(MasterPlaylist { text: Bytes::from(text), gzip, etag });

@@ -7,7 +7,6 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
 
 use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderValue};
@@ -266,14 +265,14 @@ async fn master(req: &HttpRequest, group: &str, state: &AppState) -> Result<Http
     if group.contains('/') {
         return Err(ApiError::NotFound("master playlists are served per group: /live/{group}/master.m3u8"));
     }
-    let bound = Duration::from_secs(u64::from(state.playlists.options().target_duration) * 3);
-    let deadline = tokio::time::Instant::now() + bound;
     let wait = async {
+        let mut deadline = None;
         loop {
             let now = state.playlists.master(group).ok_or(ApiError::NotFound("no such group"))?;
             let Some(stream) = now.waiting.first() else {
                 return now.playlist.ok_or(ApiError::NotFound("no renditions in this group"));
             };
+            let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + stream.blocking_timeout());
             let mut edge = stream.subscribe();
             let arrived =
                 tokio::time::timeout_at(deadline, edge.wait_for(|e| e.has_playlist() || e.ended || e.removed)).await;
